@@ -1,0 +1,27 @@
+"""Domain errors. The HTTP mapping lives in ``fireworq.api`` only."""
+
+from __future__ import annotations
+
+
+class FireworqError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class StoreUnavailable(FireworqError):
+    """The store did not answer: refused, lost, timed out, locked. Safe to retry later."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InvalidInput(FireworqError):
+    """A request value is malformed; the message is shown to the client as is."""
+
+
+class NotFound(FireworqError):
+    """Something named by the request does not exist; the message is shown as is."""
+
+
+class ConfigError(FireworqError):
+    """An invalid configuration value; the message names the key and the problem."""
