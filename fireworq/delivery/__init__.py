@@ -1,0 +1,7 @@
+"""Delivering jobs to workers: the HTTP request and the reading of its answer (API.md 3.2, 3.3)."""
+
+from fireworq.delivery.client import DeliverySettings, make_http_client
+from fireworq.delivery.deliverer import Deliverer
+from fireworq.delivery.result import interpret_response
+
+__all__ = ["Deliverer", "DeliverySettings", "interpret_response", "make_http_client"]
