@@ -1,0 +1,115 @@
+"""The storage seams: what the API and the dispatchers need from a store.
+
+Three drivers implement them: ``memory``, ``sqlite`` and ``mysql``. A job table is named
+by a queue's table part (``QueueDefinition.table``), so two queue names that map to the
+same part share their jobs, as they do in a Fireworq database.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from fireworq.model import (
+    Completion,
+    Cursor,
+    FailedJob,
+    FailedOrder,
+    Job,
+    JobState,
+    NewJob,
+    Page,
+    PushedJob,
+    QueueDefinition,
+    Routing,
+    StateCounts,
+)
+
+
+class DefinitionStore(Protocol):
+    """Queue definitions, routings and their change counters."""
+
+    async def list_queues(self) -> list[QueueDefinition]: ...
+
+    async def get_queue(self, name: str) -> QueueDefinition | None: ...
+
+    async def put_queue(self, definition: QueueDefinition) -> bool:
+        """Store it; ``True`` when this changed what was stored."""
+        ...
+
+    async def delete_queue(self, name: str) -> QueueDefinition | None:
+        """Delete it; the definition as it was, ``None`` when there was none."""
+        ...
+
+    async def list_routings(self) -> list[Routing]: ...
+
+    async def get_routing(self, category: str) -> Routing | None: ...
+
+    async def put_routing(self, routing: Routing) -> bool: ...
+
+    async def delete_routing(self, category: str) -> Routing | None: ...
+
+    async def revisions(self) -> tuple[int, int]:
+        """The (queue definitions, routings) change counters, for change detection."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class JobStore(Protocol):
+    """Jobs and failure logs of every queue."""
+
+    async def prepare_queue(self, table: str) -> None:
+        """Make sure the queue's tables exist (idempotent)."""
+        ...
+
+    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
+        """Store every job in one transaction; answer only once it is committed."""
+        ...
+
+    async def due_tables(self, tables: Sequence[str]) -> set[str]:
+        """Which of these tables hold at least one due ``claimed`` job, in one round trip."""
+        ...
+
+    async def grab(self, table: str, limit: int) -> list[Job]:
+        """Claim up to ``limit`` due jobs, in (next_try, id) order, for this node."""
+        ...
+
+    async def complete(self, completions: Sequence[Completion]) -> None:
+        """Write the outcomes of attempts, each guarded by its grabber, in one transaction."""
+        ...
+
+    async def recover(self, table: str) -> int:
+        """Set jobs grabbed by anyone but this node's current grabber back to ``claimed``."""
+        ...
+
+    async def list_jobs(
+        self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
+    ) -> Page[Job]: ...
+
+    async def get_job(self, table: str, job_id: int) -> Job | None: ...
+
+    async def delete_job(self, table: str, job_id: int) -> Job | None: ...
+
+    async def list_failed(
+        self, table: str, order: FailedOrder, cursor: Cursor | None, limit: int
+    ) -> Page[FailedJob]: ...
+
+    async def get_failed(self, table: str, failure_id: int) -> FailedJob | None: ...
+
+    async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None: ...
+
+    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
+        """Jobs by state and failure-log sizes, for the metrics."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class Store(DefinitionStore, JobStore, Protocol):
+    """A driver: both halves, plus its lifetime."""
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,296 @@
+"""The ``in-memory`` driver: everything in this process, lost at exit.
+
+It behaves like the SQL drivers (the contract suite runs against all of them); its clock is
+the injected reactor clock, so unit tests can drive job times with ``task.Clock``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from typing import Callable, Iterable, Sequence, TypeVar
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from fireworq.model import (
+    Completion,
+    CompletionKind,
+    Cursor,
+    FailedJob,
+    FailedOrder,
+    Job,
+    JobState,
+    JobStatus,
+    NewJob,
+    Page,
+    PushedJob,
+    QueueDefinition,
+    Routing,
+    StateCounts,
+)
+
+T = TypeVar("T")
+
+
+@attrs.define
+class _Table:
+    jobs: dict[int, Job] = attrs.Factory(dict)
+    # (next_try, id) of claimed jobs; stale entries are skipped when popped.
+    due_heap: list[tuple[int, int]] = attrs.Factory(list)
+    next_id: int = 1
+    failures: dict[int, FailedJob] = attrs.Factory(dict)
+    next_failure_id: int = 1
+
+
+def keyset_page(
+    items: Iterable[T], key: Callable[[T], tuple[int, int]], descending: bool,
+    cursor: Cursor | None, limit: int,
+) -> Page[T]:
+    """One keyset page (API.md 1.7) of items already filtered to one list."""
+    ordered = sorted(items, key=key, reverse=descending)
+    if cursor is not None:
+        start = (cursor.time, cursor.id)
+        if descending:
+            ordered = [item for item in ordered if key(item) <= start]
+        else:
+            ordered = [item for item in ordered if key(item) >= start]
+    page = ordered[:limit]
+    next_cursor = None
+    if len(ordered) > limit:
+        next_cursor = Cursor(*key(ordered[limit]))
+    return Page(page, next_cursor)
+
+
+class MemoryStore:
+    """Definitions and jobs in dictionaries."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._queues: dict[str, QueueDefinition] = {}
+        self._routings: dict[str, Routing] = {}
+        self._queue_revision = 0
+        self._routing_revision = 0
+        self._tables: dict[str, _Table] = {}
+        self.grabber_id = os.getpid()
+
+    def _now(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def ping(self) -> None:
+        pass
+
+    # Definitions
+
+    async def list_queues(self) -> list[QueueDefinition]:
+        return [self._queues[name] for name in sorted(self._queues, key=_utf8)]
+
+    async def get_queue(self, name: str) -> QueueDefinition | None:
+        return self._queues.get(name)
+
+    async def put_queue(self, definition: QueueDefinition) -> bool:
+        if self._queues.get(definition.name) == definition:
+            return False
+        self._queues[definition.name] = definition
+        self._queue_revision += 1
+        return True
+
+    async def delete_queue(self, name: str) -> QueueDefinition | None:
+        definition = self._queues.pop(name, None)
+        if definition is not None:
+            self._queue_revision += 1
+        return definition
+
+    async def list_routings(self) -> list[Routing]:
+        return sorted(
+            self._routings.values(), key=lambda r: (_utf8(r.queue_name), _utf8(r.job_category))
+        )
+
+    async def get_routing(self, category: str) -> Routing | None:
+        return self._routings.get(category)
+
+    async def put_routing(self, routing: Routing) -> bool:
+        if self._routings.get(routing.job_category) == routing:
+            return False
+        self._routings[routing.job_category] = routing
+        self._routing_revision += 1
+        return True
+
+    async def delete_routing(self, category: str) -> Routing | None:
+        routing = self._routings.pop(category, None)
+        if routing is not None:
+            self._routing_revision += 1
+        return routing
+
+    async def revisions(self) -> tuple[int, int]:
+        return self._queue_revision, self._routing_revision
+
+    # Jobs
+
+    def _table(self, table: str) -> _Table:
+        found = self._tables.get(table)
+        if found is None:
+            found = self._tables[table] = _Table()
+        return found
+
+    async def prepare_queue(self, table: str) -> None:
+        self._table(table)
+
+    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
+        now = self._now()
+        pushed = []
+        for table_name, new in jobs:
+            table = self._table(table_name)
+            job = Job(
+                id=table.next_id, category=new.category, url=new.url, payload=new.payload,
+                status=JobStatus.CLAIMED, created_at=now, next_try=now + new.run_after * 1000,
+                retry_count=new.max_retries, retry_delay=new.retry_delay, fail_count=0,
+                timeout=new.timeout,
+            )
+            table.next_id += 1
+            table.jobs[job.id] = job
+            heapq.heappush(table.due_heap, (job.next_try, job.id))
+            pushed.append(PushedJob(job.id, job.created_at, job.next_try))
+        return pushed
+
+    def _claimed_at(self, table: _Table, entry: tuple[int, int]) -> Job | None:
+        job = table.jobs.get(entry[1])
+        if job is None or job.status is not JobStatus.CLAIMED or job.next_try != entry[0]:
+            return None
+        return job
+
+    def _first_due(self, table: _Table, now: int) -> Job | None:
+        heap = table.due_heap
+        while heap:
+            job = self._claimed_at(table, heap[0])
+            if job is None:
+                heapq.heappop(heap)
+                continue
+            return job if job.next_try <= now else None
+        return None
+
+    async def due_tables(self, tables: Sequence[str]) -> set[str]:
+        now = self._now()
+        return {name for name in tables if self._first_due(self._table(name), now) is not None}
+
+    async def grab(self, table_name: str, limit: int) -> list[Job]:
+        table = self._table(table_name)
+        now = self._now()
+        grabbed: list[Job] = []
+        while len(grabbed) < limit:
+            job = self._first_due(table, now)
+            if job is None:
+                break
+            heapq.heappop(table.due_heap)
+            job = attrs.evolve(job, status=JobStatus.GRABBED, grabber_id=self.grabber_id)
+            table.jobs[job.id] = job
+            grabbed.append(job)
+        return grabbed
+
+    async def complete(self, completions: Sequence[Completion]) -> None:
+        now = self._now()
+        for completion in completions:
+            table = self._table(completion.table)
+            job = completion.job
+            stored = table.jobs.get(job.id)
+            # As SQL's ``grabber_id = ?``: a job without a grabber is nobody's, not ours.
+            if (
+                job.grabber_id is None
+                or stored is None
+                or stored.status is not JobStatus.GRABBED
+                or stored.grabber_id != job.grabber_id
+            ):
+                continue
+            if completion.kind is CompletionKind.RETRY:
+                retried = attrs.evolve(
+                    stored, status=JobStatus.CLAIMED, grabber_id=None,
+                    next_try=now + stored.retry_delay * 1000,
+                    retry_count=stored.retry_count - 1, fail_count=stored.fail_count + 1,
+                )
+                table.jobs[job.id] = retried
+                heapq.heappush(table.due_heap, (retried.next_try, retried.id))
+                continue
+            del table.jobs[job.id]
+            if completion.kind is CompletionKind.FAIL:
+                failure = FailedJob(
+                    id=table.next_failure_id, job_id=stored.id, category=stored.category,
+                    url=stored.url, payload=stored.payload, result=completion.result,
+                    fail_count=stored.fail_count + 1, failed_at=now, created_at=stored.created_at,
+                )
+                table.next_failure_id += 1
+                table.failures[failure.id] = failure
+
+    async def recover(self, table_name: str) -> int:
+        table = self._table(table_name)
+        recovered = 0
+        for job in list(table.jobs.values()):
+            if job.status is JobStatus.GRABBED and job.grabber_id != self.grabber_id:
+                claimed = attrs.evolve(job, status=JobStatus.CLAIMED, grabber_id=None)
+                table.jobs[job.id] = claimed
+                heapq.heappush(table.due_heap, (claimed.next_try, claimed.id))
+                recovered += 1
+        return recovered
+
+    # Inspection
+
+    def _in_state(self, table: _Table, state: JobState, now: int) -> Iterable[Job]:
+        for job in table.jobs.values():
+            if state is JobState.GRABBED:
+                if job.status is JobStatus.GRABBED:
+                    yield job
+            elif job.status is JobStatus.CLAIMED and (job.next_try <= now) == (
+                state is JobState.WAITING
+            ):
+                yield job
+
+    async def list_jobs(
+        self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
+    ) -> Page[Job]:
+        jobs = self._in_state(self._table(table), state, self._now())
+        return keyset_page(jobs, lambda j: (j.next_try, j.id), not ascending, cursor, limit)
+
+    async def get_job(self, table: str, job_id: int) -> Job | None:
+        return self._table(table).jobs.get(job_id)
+
+    async def delete_job(self, table: str, job_id: int) -> Job | None:
+        return self._table(table).jobs.pop(job_id, None)
+
+    async def list_failed(
+        self, table: str, order: FailedOrder, cursor: Cursor | None, limit: int
+    ) -> Page[FailedJob]:
+        failures = self._table(table).failures.values()
+        if order is FailedOrder.FAILED:
+            return keyset_page(failures, lambda f: (f.failed_at, f.id), True, cursor, limit)
+        return keyset_page(failures, lambda f: (f.created_at, f.id), True, cursor, limit)
+
+    async def get_failed(self, table: str, failure_id: int) -> FailedJob | None:
+        return self._table(table).failures.get(failure_id)
+
+    async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
+        return self._table(table).failures.pop(failure_id, None)
+
+    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
+        now = self._now()
+        result = {}
+        for name in tables:
+            table = self._table(name)
+            waiting = deferred = grabbed = 0
+            for job in table.jobs.values():
+                if job.status is JobStatus.GRABBED:
+                    grabbed += 1
+                elif job.next_try <= now:
+                    waiting += 1
+                else:
+                    deferred += 1
+            result[name] = StateCounts(waiting, deferred, grabbed, len(table.failures))
+        return result
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")

@@ -1,0 +1,139 @@
+"""Pieces shared by the SQL drivers: table names, row conversion, result encoding.
+
+The SQL text itself lives with each dialect (``sqlite.py``, ``mysql.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+from fireworq import jsontext
+from fireworq.model import (
+    Completion,
+    CompletionKind,
+    Cursor,
+    FailedJob,
+    Job,
+    JobStatus,
+    Page,
+    WorkerResult,
+)
+
+#: Columns of a job row, in the order ``job_from_row`` reads them.
+JOB_COLUMNS = (
+    "job_id, category, url, payload, status, created_at, next_try, "
+    "retry_count, retry_delay, fail_count, timeout, grabber_id"
+)
+#: Columns of a failure-log row, in the order ``failed_from_row`` reads them.
+FAILED_COLUMNS = (
+    "failure_id, job_id, category, url, payload, result, fail_count, failed_at, created_at"
+)
+
+
+def job_table(part: str) -> str:
+    """The quoted name of a queue's job table (backquotes work in both dialects)."""
+    return "`fireworq_jq(%s)`" % part
+
+
+def failure_table(part: str) -> str:
+    return "`fireworq_jq_fail(%s)`" % part
+
+
+def text(value: Any) -> str:
+    """A column that Fireworq stores as binary: decoded, invalid UTF-8 as U+FFFD."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return bytes(value).decode("utf-8", "replace")
+
+
+def blob(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    return Job(
+        id=int(row[0]), category=text(row[1]), url=text(row[2]), payload=blob(row[3]),
+        status=JobStatus(text(row[4])), created_at=int(row[5]), next_try=int(row[6]),
+        retry_count=int(row[7]), retry_delay=int(row[8]), fail_count=int(row[9]),
+        timeout=int(row[10] or 0), grabber_id=None if row[11] is None else int(row[11]),
+    )
+
+
+def failed_from_row(row: Sequence[Any]) -> FailedJob:
+    return FailedJob(
+        id=int(row[0]), job_id=int(row[1]), category=text(row[2]), url=text(row[3]),
+        payload=blob(row[4]), result=decode_result(blob(row[5])), fail_count=int(row[6]),
+        failed_at=int(row[7]), created_at=int(row[8]),
+    )
+
+
+def encode_result(result: WorkerResult) -> bytes:
+    """The failure-log ``result`` column, as Fireworq writes it (Go's json.Marshal)."""
+    return jsontext.encode(
+        {"status": result.status, "code": result.code, "message": result.message}
+    )
+
+
+def decode_result(raw: bytes) -> WorkerResult:
+    """Read a ``result`` column; Go's decoder matched member names ignoring case."""
+    try:
+        value = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        value = None
+    members = {}
+    if isinstance(value, dict):
+        members = {key.lower(): item for key, item in value.items()}
+    status, code, message = members.get("status"), members.get("code"), members.get("message")
+    return WorkerResult(
+        status=status if isinstance(status, str) else "",
+        code=code if isinstance(code, int) and not isinstance(code, bool) else 0,
+        message=message if isinstance(message, str) else "",
+    )
+
+
+def page_of(
+    rows: Sequence[Sequence[Any]], limit: int, convert: Any, key_of: Any
+) -> Page[Any]:
+    """Rows fetched with ``LIMIT limit + 1`` as a page and the cursor of the next one."""
+    items = [convert(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        following = convert(rows[limit])
+        next_cursor = Cursor(*key_of(following))
+    return Page(items, next_cursor)
+
+
+def keyset_condition(
+    time_column: str, id_column: str, descending: bool, placeholder: str = "?"
+) -> str:
+    """The rows at or after a cursor in the list's order, compared as a pair."""
+    later, at_or_later = ("<", "<=") if descending else (">", ">=")
+    return "({t} {later} {p} OR ({t} = {p} AND {i} {at} {p}))".format(
+        t=time_column, i=id_column, p=placeholder, later=later, at=at_or_later
+    )
+
+
+def group_completions(
+    completions: Iterable[Completion],
+) -> tuple[dict[tuple[str, int | None], list[int]], dict[tuple[str, int | None], list[int]],
+           list[Completion]]:
+    """Split outcomes into batchable deletes and retries (by table and grabber) and failures."""
+    deletes: dict[tuple[str, int | None], list[int]] = {}
+    retries: dict[tuple[str, int | None], list[int]] = {}
+    failures = []
+    for completion in completions:
+        key = (completion.table, completion.job.grabber_id)
+        if completion.kind is CompletionKind.SUCCESS:
+            deletes.setdefault(key, []).append(completion.job.id)
+        elif completion.kind is CompletionKind.RETRY:
+            retries.setdefault(key, []).append(completion.job.id)
+        else:
+            failures.append(completion)
+    return deletes, retries, failures

@@ -1,0 +1,518 @@
+"""The ``sqlite`` driver: the embedded, durable default.
+
+One database file in WAL mode with ``synchronous=FULL``, reached through an adbapi pool of
+one connection (SQLite serialises writers anyway). The tables mirror Fireworq's MySQL
+schema, so the two drivers read alike. Several processes may open the same file; which of
+them dispatches is decided by ``fireworq.cluster.filelock``, not here.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from typing import Any, Callable, Sequence, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet.interfaces import IReactorCore, IReactorTime
+
+from fireworq.errors import StoreUnavailable
+from fireworq.model import (
+    Completion,
+    Cursor,
+    FailedJob,
+    FailedOrder,
+    Job,
+    JobState,
+    NewJob,
+    Page,
+    PushedJob,
+    QueueDefinition,
+    Routing,
+    StateCounts,
+)
+from fireworq.storage.sqlcommon import (
+    FAILED_COLUMNS,
+    JOB_COLUMNS,
+    encode_result,
+    failed_from_row,
+    failure_table,
+    group_completions,
+    job_from_row,
+    job_table,
+    keyset_condition,
+    page_of,
+)
+
+T = TypeVar("T")
+Cursor_ = Any  # a DB-API cursor (adbapi's Transaction proxies one)
+
+_REPOSITORY_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS queue ("
+    " name TEXT NOT NULL PRIMARY KEY, polling_interval INTEGER NOT NULL,"
+    " max_workers INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS queue_throttle ("
+    " name TEXT NOT NULL PRIMARY KEY, max_dispatches_per_second REAL NOT NULL,"
+    " max_burst_size INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS routing ("
+    " job_category TEXT NOT NULL PRIMARY KEY, queue_name TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS config_revision ("
+    " name TEXT NOT NULL PRIMARY KEY, revision INTEGER NOT NULL)",
+)
+
+_JOB_TABLE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {jobs} ("
+    " job_id INTEGER PRIMARY KEY AUTOINCREMENT, next_try INTEGER NOT NULL,"
+    " grabber_id INTEGER, status TEXT NOT NULL DEFAULT 'claimed',"
+    " created_at INTEGER NOT NULL, retry_count INTEGER NOT NULL DEFAULT 0,"
+    " retry_delay INTEGER NOT NULL DEFAULT 0, fail_count INTEGER NOT NULL DEFAULT 0,"
+    " category TEXT NOT NULL, url BLOB, payload BLOB, timeout INTEGER)",
+    "CREATE INDEX IF NOT EXISTS {grab_index} ON {jobs} (status, next_try, job_id)",
+    "CREATE TABLE IF NOT EXISTS {failures} ("
+    " failure_id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER NOT NULL,"
+    " category TEXT NOT NULL, url BLOB, payload BLOB, result BLOB,"
+    " fail_count INTEGER NOT NULL, failed_at INTEGER NOT NULL, created_at INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS {created_index} ON {failures} (created_at, failure_id)",
+    "CREATE INDEX IF NOT EXISTS {failed_index} ON {failures} (failed_at, failure_id)",
+)
+
+_STATE_CONDITIONS = {
+    JobState.GRABBED: "status = 'grabbed'",
+    JobState.WAITING: "status = 'claimed' AND next_try <= ?",
+    JobState.DEFERRED: "status = 'claimed' AND next_try > ?",
+}
+
+
+def _open_connection(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    # FULL: a push is answered only once its commit is on disk, not just in the OS cache.
+    connection.execute("PRAGMA synchronous=FULL")
+    # Another process on the same file (a graceful restart) may hold the write lock briefly.
+    connection.execute("PRAGMA busy_timeout=5000")
+
+
+class SqliteStore:
+    """Definitions and jobs in one SQLite file."""
+
+    def __init__(self, path: str, reactor: IReactorCore, clock: IReactorTime) -> None:
+        self.path = path
+        self._reactor = reactor
+        self._clock = clock
+        self._pool: adbapi.ConnectionPool | None = None
+        self._prepared: set[str] = set()
+        # Unique per process start, so that jobs a dead predecessor grabbed are recognised
+        # as orphans even when the new process got the same pid (pid 1 in a container).
+        self.grabber_id = random.getrandbits(62) + 1
+
+    def _now(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    async def _run(self, description: str, function: Callable[..., T], *args: Any) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("store is closed")
+        try:
+            result: T = await self._pool.runInteraction(function, *args)
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as e:
+            if isinstance(e, sqlite3.IntegrityError):
+                raise
+            raise StoreUnavailable("%s: %s" % (description, e)) from e
+        return result
+
+    async def open(self) -> None:
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3", self.path, check_same_thread=False, isolation_level=None,
+            cp_min=1, cp_max=1, cp_openfun=_open_connection, cp_reactor=self._reactor,
+            cp_noisy=False,
+        )
+        await self._run("create schema", _create_repository)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+
+    async def ping(self) -> None:
+        await self._run("ping", _ping)
+
+    # Definitions
+
+    async def list_queues(self) -> list[QueueDefinition]:
+        return await self._run("list queues", _list_queues, None)
+
+    async def get_queue(self, name: str) -> QueueDefinition | None:
+        found = await self._run("get queue", _list_queues, name)
+        return found[0] if found else None
+
+    async def put_queue(self, definition: QueueDefinition) -> bool:
+        return await self._run("put queue", _put_queue, definition)
+
+    async def delete_queue(self, name: str) -> QueueDefinition | None:
+        return await self._run("delete queue", _delete_queue, name)
+
+    async def list_routings(self) -> list[Routing]:
+        return await self._run("list routings", _list_routings, None)
+
+    async def get_routing(self, category: str) -> Routing | None:
+        found = await self._run("get routing", _list_routings, category)
+        return found[0] if found else None
+
+    async def put_routing(self, routing: Routing) -> bool:
+        return await self._run("put routing", _put_routing, routing)
+
+    async def delete_routing(self, category: str) -> Routing | None:
+        return await self._run("delete routing", _delete_routing, category)
+
+    async def revisions(self) -> tuple[int, int]:
+        return await self._run("read revisions", _revisions)
+
+    # Jobs
+
+    async def prepare_queue(self, table: str) -> None:
+        if table not in self._prepared:
+            await self._run("create queue tables", _create_job_tables, table)
+            self._prepared.add(table)
+
+    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
+        return await self._run("push", _push, jobs, self._now())
+
+    async def due_tables(self, tables: Sequence[str]) -> set[str]:
+        return await self._run("due check", _due_tables, tables, self._now())
+
+    async def grab(self, table: str, limit: int) -> list[Job]:
+        return await self._run("grab", _grab, table, limit, self._now(), self.grabber_id)
+
+    async def complete(self, completions: Sequence[Completion]) -> None:
+        await self._run("complete", _complete, completions, self._now())
+
+    async def recover(self, table: str) -> int:
+        return await self._run("recover", _recover, table, self.grabber_id)
+
+    async def list_jobs(
+        self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
+    ) -> Page[Job]:
+        return await self._run(
+            "list jobs", _list_jobs, table, state, ascending, cursor, limit, self._now()
+        )
+
+    async def get_job(self, table: str, job_id: int) -> Job | None:
+        return await self._run("get job", _get_job, table, job_id, False)
+
+    async def delete_job(self, table: str, job_id: int) -> Job | None:
+        return await self._run("delete job", _get_job, table, job_id, True)
+
+    async def list_failed(
+        self, table: str, order: FailedOrder, cursor: Cursor | None, limit: int
+    ) -> Page[FailedJob]:
+        return await self._run("list failed", _list_failed, table, order, cursor, limit)
+
+    async def get_failed(self, table: str, failure_id: int) -> FailedJob | None:
+        return await self._run("get failed", _get_failed, table, failure_id, False)
+
+    async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
+        return await self._run("delete failed", _get_failed, table, failure_id, True)
+
+    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
+        return await self._run("count jobs", _counts, tables, self._now())
+
+
+# Transactions: plain functions on a cursor, run in the pool's thread. Writers begin with
+# BEGIN IMMEDIATE: the sqlite3 module never opens a transaction before a SELECT itself, and
+# taking the write lock up front avoids a deadlock between two processes upgrading.
+
+
+def _ping(txn: Cursor_) -> None:
+    txn.execute("SELECT 1")
+    txn.fetchall()
+
+
+def _create_repository(txn: Cursor_) -> None:
+    txn.execute("BEGIN IMMEDIATE")
+    for statement in _REPOSITORY_SCHEMA:
+        txn.execute(statement)
+    for name in ("queue_definition", "routing"):
+        txn.execute(
+            "INSERT OR IGNORE INTO config_revision (name, revision) VALUES (?, 0)", (name,)
+        )
+
+
+def _create_job_tables(txn: Cursor_, part: str) -> None:
+    names = {
+        "jobs": job_table(part),
+        "failures": failure_table(part),
+        "grab_index": "`fireworq_jq(%s)_grab`" % part,
+        "created_index": "`fireworq_jq_fail(%s)_created`" % part,
+        "failed_index": "`fireworq_jq_fail(%s)_failed`" % part,
+    }
+    txn.execute("BEGIN IMMEDIATE")
+    for statement in _JOB_TABLE_SCHEMA:
+        txn.execute(statement.format(**names))
+
+
+def _bump_revision(txn: Cursor_, name: str) -> None:
+    txn.execute("UPDATE config_revision SET revision = revision + 1 WHERE name = ?", (name,))
+
+
+def _list_queues(txn: Cursor_, name: str | None) -> list[QueueDefinition]:
+    query = (
+        "SELECT q.name, q.polling_interval, q.max_workers,"
+        " t.max_dispatches_per_second, t.max_burst_size"
+        " FROM queue q LEFT JOIN queue_throttle t ON t.name = q.name"
+    )
+    if name is None:
+        txn.execute(query + " ORDER BY q.name")
+    else:
+        txn.execute(query + " WHERE q.name = ?", (name,))
+    return [
+        QueueDefinition(
+            name=row[0], polling_interval=int(row[1]), max_workers=int(row[2]),
+            max_dispatches_per_second=float(row[3] or 0.0), max_burst_size=int(row[4] or 0),
+        )
+        for row in txn.fetchall()
+    ]
+
+
+def _put_queue(txn: Cursor_, definition: QueueDefinition) -> bool:
+    txn.execute("BEGIN IMMEDIATE")
+    existing = _list_queues(txn, definition.name)
+    if existing and existing[0] == definition:
+        return False
+    txn.execute(
+        "INSERT INTO queue (name, polling_interval, max_workers) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET polling_interval = excluded.polling_interval,"
+        " max_workers = excluded.max_workers",
+        (definition.name, definition.polling_interval, definition.max_workers),
+    )
+    txn.execute(
+        "INSERT INTO queue_throttle (name, max_dispatches_per_second, max_burst_size)"
+        " VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+        " max_dispatches_per_second = excluded.max_dispatches_per_second,"
+        " max_burst_size = excluded.max_burst_size",
+        (definition.name, definition.max_dispatches_per_second, definition.max_burst_size),
+    )
+    _bump_revision(txn, "queue_definition")
+    return True
+
+
+def _delete_queue(txn: Cursor_, name: str) -> QueueDefinition | None:
+    txn.execute("BEGIN IMMEDIATE")
+    existing = _list_queues(txn, name)
+    if not existing:
+        return None
+    txn.execute("DELETE FROM queue WHERE name = ?", (name,))
+    txn.execute("DELETE FROM queue_throttle WHERE name = ?", (name,))
+    _bump_revision(txn, "queue_definition")
+    return existing[0]
+
+
+def _list_routings(txn: Cursor_, category: str | None) -> list[Routing]:
+    if category is None:
+        txn.execute(
+            "SELECT queue_name, job_category FROM routing ORDER BY queue_name, job_category"
+        )
+    else:
+        txn.execute(
+            "SELECT queue_name, job_category FROM routing WHERE job_category = ?", (category,)
+        )
+    return [Routing(queue_name=row[0], job_category=row[1]) for row in txn.fetchall()]
+
+
+def _put_routing(txn: Cursor_, routing: Routing) -> bool:
+    txn.execute("BEGIN IMMEDIATE")
+    existing = _list_routings(txn, routing.job_category)
+    if existing and existing[0] == routing:
+        return False
+    txn.execute(
+        "INSERT INTO routing (job_category, queue_name) VALUES (?, ?)"
+        " ON CONFLICT (job_category) DO UPDATE SET queue_name = excluded.queue_name",
+        (routing.job_category, routing.queue_name),
+    )
+    _bump_revision(txn, "routing")
+    return True
+
+
+def _delete_routing(txn: Cursor_, category: str) -> Routing | None:
+    txn.execute("BEGIN IMMEDIATE")
+    existing = _list_routings(txn, category)
+    if not existing:
+        return None
+    txn.execute("DELETE FROM routing WHERE job_category = ?", (category,))
+    _bump_revision(txn, "routing")
+    return existing[0]
+
+
+def _revisions(txn: Cursor_) -> tuple[int, int]:
+    txn.execute("SELECT name, revision FROM config_revision")
+    found = {row[0]: int(row[1]) for row in txn.fetchall()}
+    return found.get("queue_definition", 0), found.get("routing", 0)
+
+
+def _push(txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], now: int) -> list[PushedJob]:
+    txn.execute("BEGIN IMMEDIATE")
+    pushed = []
+    for part, job in jobs:
+        next_try = now + job.run_after * 1000
+        txn.execute(
+            "INSERT INTO %s (next_try, created_at, retry_count, retry_delay, fail_count,"
+            " category, url, payload, timeout) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)"
+            % job_table(part),
+            (next_try, now, job.max_retries, job.retry_delay, job.category,
+             job.url.encode("utf-8"), job.payload, job.timeout),
+        )
+        pushed.append(PushedJob(int(txn.lastrowid), now, next_try))
+    return pushed
+
+
+def _due_tables(txn: Cursor_, parts: Sequence[str], now: int) -> set[str]:
+    if not parts:
+        return set()
+    query = " UNION ALL ".join(
+        "SELECT %d WHERE EXISTS (SELECT 1 FROM %s WHERE status = 'claimed' AND next_try <= ?)"
+        % (index, job_table(part))
+        for index, part in enumerate(parts)
+    )
+    txn.execute(query, (now,) * len(parts))
+    return {parts[int(row[0])] for row in txn.fetchall()}
+
+
+def _grab(txn: Cursor_, part: str, limit: int, now: int, grabber_id: int) -> list[Job]:
+    txn.execute("BEGIN IMMEDIATE")
+    table = job_table(part)
+    txn.execute(
+        "SELECT %s FROM %s WHERE status = 'claimed' AND next_try <= ?"
+        " ORDER BY next_try, job_id LIMIT ?" % (JOB_COLUMNS, table),
+        (now, limit),
+    )
+    rows = txn.fetchall()
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    txn.execute(
+        "UPDATE %s SET status = 'grabbed', grabber_id = ? WHERE job_id IN (%s)"
+        % (table, ",".join("?" * len(ids))),
+        (grabber_id, *ids),
+    )
+    return [
+        job_from_row((*row[:4], "grabbed", *row[5:11], grabber_id)) for row in rows
+    ]
+
+
+def _complete(txn: Cursor_, completions: Sequence[Completion], now: int) -> None:
+    deletes, retries, failures = group_completions(completions)
+    txn.execute("BEGIN IMMEDIATE")
+    guard = "status = 'grabbed' AND grabber_id = ?"
+    for (part, grabber_id), ids in deletes.items():
+        txn.execute(
+            "DELETE FROM %s WHERE job_id IN (%s) AND %s"
+            % (job_table(part), ",".join("?" * len(ids)), guard),
+            (*ids, grabber_id),
+        )
+    for (part, grabber_id), ids in retries.items():
+        txn.execute(
+            "UPDATE %s SET status = 'claimed', grabber_id = NULL,"
+            " next_try = ? + retry_delay * 1000, retry_count = retry_count - 1,"
+            " fail_count = fail_count + 1 WHERE job_id IN (%s) AND %s"
+            % (job_table(part), ",".join("?" * len(ids)), guard),
+            (now, *ids, grabber_id),
+        )
+    for completion in failures:
+        job = completion.job
+        txn.execute(
+            "DELETE FROM %s WHERE job_id = ? AND %s" % (job_table(completion.table), guard),
+            (job.id, job.grabber_id),
+        )
+        if txn.rowcount != 1:
+            continue  # deleted meanwhile or no longer ours: its outcome is not written
+        txn.execute(
+            "INSERT INTO %s (job_id, category, url, payload, result, fail_count, failed_at,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" % failure_table(completion.table),
+            (job.id, job.category, job.url.encode("utf-8"), job.payload,
+             encode_result(completion.result), job.fail_count + 1, now, job.created_at),
+        )
+
+
+def _recover(txn: Cursor_, part: str, grabber_id: int) -> int:
+    txn.execute("BEGIN IMMEDIATE")
+    txn.execute(
+        "UPDATE %s SET status = 'claimed', grabber_id = NULL WHERE status = 'grabbed'"
+        " AND (grabber_id IS NULL OR grabber_id != ?)" % job_table(part),
+        (grabber_id,),
+    )
+    return int(txn.rowcount)
+
+
+def _list_jobs(
+    txn: Cursor_, part: str, state: JobState, ascending: bool, cursor: Cursor | None,
+    limit: int, now: int,
+) -> Page[Job]:
+    conditions = [_STATE_CONDITIONS[state]]
+    params: list[Any] = [] if state is JobState.GRABBED else [now]
+    if cursor is not None:
+        conditions.append(keyset_condition("next_try", "job_id", not ascending))
+        params += [cursor.time, cursor.time, cursor.id]
+    direction = "ASC" if ascending else "DESC"
+    txn.execute(
+        "SELECT %s FROM %s WHERE %s ORDER BY next_try %s, job_id %s LIMIT ?"
+        % (JOB_COLUMNS, job_table(part), " AND ".join(conditions), direction, direction),
+        (*params, limit + 1),
+    )
+    return page_of(txn.fetchall(), limit, job_from_row, lambda j: (j.next_try, j.id))
+
+
+def _get_job(txn: Cursor_, part: str, job_id: int, delete: bool) -> Job | None:
+    if delete:
+        txn.execute("BEGIN IMMEDIATE")
+    txn.execute("SELECT %s FROM %s WHERE job_id = ?" % (JOB_COLUMNS, job_table(part)), (job_id,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    if delete:
+        txn.execute("DELETE FROM %s WHERE job_id = ?" % job_table(part), (job_id,))
+    return job_from_row(row)
+
+
+def _list_failed(
+    txn: Cursor_, part: str, order: FailedOrder, cursor: Cursor | None, limit: int
+) -> Page[FailedJob]:
+    time_column = "failed_at" if order is FailedOrder.FAILED else "created_at"
+    where, params = "", []
+    if cursor is not None:
+        where = " WHERE " + keyset_condition(time_column, "failure_id", True)
+        params = [cursor.time, cursor.time, cursor.id]
+    txn.execute(
+        "SELECT %s FROM %s%s ORDER BY %s DESC, failure_id DESC LIMIT ?"
+        % (FAILED_COLUMNS, failure_table(part), where, time_column),
+        (*params, limit + 1),
+    )
+    if order is FailedOrder.FAILED:
+        return page_of(txn.fetchall(), limit, failed_from_row, lambda f: (f.failed_at, f.id))
+    return page_of(txn.fetchall(), limit, failed_from_row, lambda f: (f.created_at, f.id))
+
+
+def _get_failed(txn: Cursor_, part: str, failure_id: int, delete: bool) -> FailedJob | None:
+    if delete:
+        txn.execute("BEGIN IMMEDIATE")
+    txn.execute(
+        "SELECT %s FROM %s WHERE failure_id = ?" % (FAILED_COLUMNS, failure_table(part)),
+        (failure_id,),
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    if delete:
+        txn.execute("DELETE FROM %s WHERE failure_id = ?" % failure_table(part), (failure_id,))
+    return failed_from_row(row)
+
+
+def _counts(txn: Cursor_, parts: Sequence[str], now: int) -> dict[str, StateCounts]:
+    result = {}
+    for part in parts:
+        txn.execute(
+            "SELECT COALESCE(SUM(status = 'claimed' AND next_try <= ?), 0),"
+            " COALESCE(SUM(status = 'claimed' AND next_try > ?), 0),"
+            " COALESCE(SUM(status = 'grabbed'), 0) FROM %s" % job_table(part),
+            (now, now),
+        )
+        waiting, deferred, grabbed = txn.fetchone()
+        txn.execute("SELECT COUNT(*) FROM %s" % failure_table(part))
+        (failed,) = txn.fetchone()
+        result[part] = StateCounts(int(waiting), int(deferred), int(grabbed), int(failed))
+    return result
