@@ -1,0 +1,224 @@
+"""The three logs of API.md section 6: queue log, access log (JSON lines) and error log.
+
+The queue and access logs are written once per job event and once per request, so they
+bypass the global log publisher: lines are formatted directly and written once per reactor
+turn. The error log is ``twisted.logger``'s, filtered by ``error_log_level``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import IO, Any, Callable
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogEvent,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
+from zope.interface import implementer
+
+from fireworq import jsontext
+from fireworq.model import Job
+from fireworq.times import format_seconds
+
+LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "error": LogLevel.error,
+    "fatal": LogLevel.critical,
+}
+
+
+class LineWriter:
+    """Appends lines to a file (or a standard stream when no path is given).
+
+    Lines written during one reactor turn go out in one write at the end of the turn.
+    """
+
+    def __init__(self, clock: IReactorTime, path: str, stream: IO[bytes]) -> None:
+        self._clock = clock
+        self._path = path
+        self._stream = stream
+        self._file: IO[bytes] = self._open()
+        self._buffer: list[bytes] = []
+        self._timer: IDelayedCall | None = None
+
+    def _open(self) -> IO[bytes]:
+        if not self._path:
+            return self._stream
+        directory = os.path.dirname(self._path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        return open(self._path, "ab")
+
+    def write(self, line: bytes) -> None:
+        self._buffer.append(line)
+        if self._timer is None:
+            self._timer = self._clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if not self._buffer:
+            return
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except (OSError, ValueError):
+            pass  # a closed or full log must not take the daemon down
+
+    def reopen(self) -> None:
+        """For log rotation (SIGUSR1): the renamed file is left, a new one started."""
+        self.flush()
+        if self._path:
+            old, self._file = self._file, self._open()
+            old.close()
+
+    def close(self) -> None:
+        self.flush()
+        if self._path:
+            self._file.close()
+
+
+class QueueLog:
+    """One JSON line per job event (API.md 6.1)."""
+
+    def __init__(self, writer: LineWriter, clock: IReactorTime, tag: str, level: str) -> None:
+        self._writer = writer
+        self._clock = clock
+        self._tag = tag
+        self._debug = LEVELS[level] <= LogLevel.debug
+        self._info = LEVELS[level] <= LogLevel.info
+
+    def _emit(
+        self, level: str, action: str, queue: str, job: Job, status: str, fail_count: int,
+        message: str,
+    ) -> None:
+        now = int(self._clock.seconds() * 1000)
+        line: dict[str, Any] = {
+            "level": level, "time": now, "tag": self._tag, "action": action, "queue": queue,
+            "category": job.category, "id": job.id, "status": status,
+            "created_at": job.created_at, "elapsed": now - job.created_at, "url": job.url,
+            "payload": job.payload.decode("utf-8", "replace"), "next_try": job.next_try,
+            "retry_count": job.retry_count, "retry_delay": job.retry_delay,
+            "fail_count": fail_count, "timeout": job.timeout,
+        }
+        if message:
+            line["message"] = message
+        self._writer.write(jsontext.encode(line) + b"\n")
+
+    def push(self, queue: str, job: Job) -> None:
+        if self._info:
+            self._emit("info", "push", queue, job, "claimed", 0, "New job accepted")
+
+    def pop(self, queue: str, job: Job) -> None:
+        if self._debug:
+            self._emit("debug", "pop", queue, job, "grabbed", job.fail_count, "A job grabbed")
+
+    def complete(self, queue: str, job: Job, succeeded: bool, message: str) -> None:
+        if self._info:
+            status = "completed" if succeeded else "failed"
+            fail_count = job.fail_count if succeeded else job.fail_count + 1
+            self._emit("info", "complete", queue, job, status, fail_count, message)
+
+    def retry(self, queue: str, job: Job, message: str) -> None:
+        if self._info:
+            self._emit("info", "retry", queue, job, "failed", job.fail_count + 1, message)
+
+
+class AccessLog:
+    """One JSON line per HTTP request, once its response is sent (API.md 6.2)."""
+
+    def __init__(self, writer: LineWriter, tag: str) -> None:
+        self._writer = writer
+        self._tag = tag
+
+    def log(
+        self, remote_addr: str, user_agent: str | None, method: str, url: str, status: int,
+        duration_ms: float, finished_at: float,
+    ) -> None:
+        line: dict[str, Any] = {"level": "info", "remote_addr": remote_addr}
+        if user_agent is not None:
+            line["user_agent"] = user_agent
+        line.update(
+            tag=self._tag, method=method, url=url, status=status,
+            duration=round(duration_ms, 3), time=format_seconds(finished_at),
+        )
+        self._writer.write(jsontext.encode(line) + b"\n")
+
+
+@implementer(ILogObserver)
+class JsonErrorLogObserver:
+    """The error log as JSON lines, for ``FIREWORQ_ERROR_LOG``."""
+
+    def __init__(self, output: Callable[[], IO[bytes]]) -> None:
+        self._output = output
+
+    def __call__(self, event: LogEvent) -> None:
+        line: dict[str, Any] = {
+            "level": event.get("log_level", LogLevel.info).name,
+            "time": format_seconds(event.get("log_time", 0.0)),
+            "source": str(event.get("log_namespace", "")),
+            "message": formatEvent(event),
+        }
+        failure = event.get("log_failure")
+        if failure is not None:
+            line["traceback"] = failure.getTraceback()
+        stream = self._output()
+        try:
+            stream.write(jsontext.encode(line) + b"\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class ErrorLog:
+    """Owns the error-log destination, so SIGUSR1 can reopen it."""
+
+    def __init__(self, path: str, level: str) -> None:
+        self._path = path
+        self._level = LEVELS[level]
+        self._file: IO[bytes] | None = open(path, "ab") if path else None
+
+    def observer(self) -> ILogObserver:
+        if self._file is not None:
+            base: ILogObserver = JsonErrorLogObserver(self._current)
+        else:
+            base = textFileLogObserver(_stderr())
+        predicate = LogLevelFilterPredicate(defaultLogLevel=self._level)
+        return FilteringLogObserver(base, [predicate])
+
+    def _current(self) -> IO[bytes]:
+        assert self._file is not None
+        return self._file
+
+    def reopen(self) -> None:
+        if self._file is not None:
+            old, self._file = self._file, open(self._path, "ab")
+            old.close()
+
+
+# twistd redirects sys.stdout and sys.stderr into the log system once logging starts, so
+# the logs write to the file descriptors themselves.
+
+
+def _stderr() -> io.TextIOWrapper:
+    return io.TextIOWrapper(stderr_bytes(), encoding="utf-8", errors="replace", line_buffering=True)
+
+
+def stdout_bytes() -> IO[bytes]:
+    return open(1, "wb", closefd=False)
+
+
+def stderr_bytes() -> IO[bytes]:
+    return open(2, "wb", closefd=False)

@@ -1,0 +1,106 @@
+"""``/metrics`` (API.md 2.6): the node's counters in the Prometheus text format.
+
+The numbers already live in each queue's ``QueueStats``; a registry is built per scrape
+around them (no global registry, no ``_created`` series), plus prometheus-client's process
+collector. Store-backed gauges come from one ``counts`` read made before rendering.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from fireworq.dispatch.dispatcher import QueueDispatcher
+from fireworq.model import StateCounts
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Snapshot:
+    """A one-scrape collector over the dispatchers and the store counts."""
+
+    def __init__(
+        self, dispatchers: Mapping[str, QueueDispatcher],
+        counts: Mapping[str, StateCounts] | None,
+    ) -> None:
+        self._dispatchers = dispatchers
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        queues = sorted(self._dispatchers.items())
+        pushed = CounterMetricFamily(
+            "fireworq_jobs_pushed", "Jobs accepted by pushes to this node.", labels=["queue"])
+        popped = CounterMetricFamily(
+            "fireworq_jobs_popped", "Jobs grabbed by this node.", labels=["queue"])
+        completed = CounterMetricFamily(
+            "fireworq_jobs_completed", "Jobs finished by this node, by outcome.",
+            labels=["queue", "outcome"])
+        failures = CounterMetricFamily(
+            "fireworq_job_failures", "Failed delivery attempts.", labels=["queue"])
+        delivery = HistogramMetricFamily(
+            "fireworq_delivery_duration_seconds",
+            "Duration of each attempt's worker exchange.", labels=["queue"])
+        latency = HistogramMetricFamily(
+            "fireworq_job_latency_seconds",
+            "Time from a job's creation to its completion.", labels=["queue"])
+        workers = GaugeMetricFamily(
+            "fireworq_queue_workers", "Worker slots of this node by state.",
+            labels=["queue", "state"])
+        active = GaugeMetricFamily(
+            "fireworq_queue_active", "1 if this node is the queue's active node.",
+            labels=["queue"])
+        jobs = GaugeMetricFamily(
+            "fireworq_queue_jobs", "Jobs in the store by state.", labels=["queue", "state"])
+        failed = GaugeMetricFamily(
+            "fireworq_failed_jobs", "Entries in the queue's failure log.", labels=["queue"])
+        for name, dispatcher in queues:
+            stats = dispatcher.stats
+            pushed.add_metric([name], stats.total_pushes)
+            popped.add_metric([name], stats.total_pops)
+            worker_failures = stats.worker_failure_outcomes
+            completed.add_metric([name, "success"], stats.total_successes)
+            completed.add_metric([name, "permanent_failure"], worker_failures)
+            completed.add_metric(
+                [name, "failure"], stats.total_permanent_failures - worker_failures)
+            failures.add_metric([name], stats.total_failures)
+            delivery.add_metric(
+                [name], stats.delivery_seconds.cumulative(), stats.delivery_seconds.total)
+            latency.add_metric(
+                [name], stats.latency_seconds.cumulative(), stats.latency_seconds.total)
+            is_active = dispatcher.active
+            total = dispatcher.definition.max_workers if is_active else 0
+            workers.add_metric([name, "total"], total)
+            workers.add_metric([name, "idle"], max(0, total - dispatcher.busy) if is_active else 0)
+            active.add_metric([name], 1 if is_active else 0)
+            if self._counts is not None:
+                counts = self._counts.get(dispatcher.table, StateCounts())
+                jobs.add_metric([name, "waiting"], counts.waiting)
+                jobs.add_metric([name, "deferred"], counts.deferred)
+                jobs.add_metric([name, "grabbed"], counts.grabbed)
+                failed.add_metric([name], counts.failed)
+        store_up = GaugeMetricFamily(
+            "fireworq_store_up", "1 if the store answered this scrape's reads.")
+        store_up.add_metric([], 1 if self._counts is not None else 0)
+        families: list[Metric] = [
+            pushed, popped, completed, failures, delivery, latency, workers, active, store_up,
+        ]
+        if self._counts is not None:
+            families += [jobs, failed]
+        return families
+
+
+def render_metrics(
+    dispatchers: Mapping[str, QueueDispatcher], counts: Mapping[str, StateCounts] | None
+) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(dispatchers, counts))
+    ProcessCollector(registry=registry)
+    output: bytes = generate_latest(registry)
+    return output

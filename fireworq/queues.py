@@ -1,0 +1,325 @@
+"""The queues this node knows: definitions, routings, dispatchers and pushes.
+
+Definitions and routings live in the store; this node keeps a copy, applies its own changes
+at once and notices other nodes' changes by polling the store's change counters. Only the
+difference is applied: an unchanged queue keeps its dispatcher, its lock and its stats.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+
+from fireworq.cluster import Activator
+from fireworq.dispatch.batching import TurnBatcher
+from fireworq.dispatch.dispatcher import Deliverer, QueueDispatcher
+from fireworq.dispatch.stats import QueueStats
+from fireworq.errors import InvalidInput, NotFound, StoreUnavailable
+from fireworq.logs import QueueLog
+from fireworq.model import (
+    Completion,
+    Job,
+    JobStatus,
+    NewJob,
+    PushedJob,
+    QueueDefinition,
+    Routing,
+    is_valid_queue_name,
+)
+from fireworq.storage import Store
+
+log = Logger()
+
+
+@attrs.frozen
+class QueueDefaults:
+    polling_interval: int
+    max_workers: int
+    default_queue: str  # "" when there is none
+
+
+@attrs.frozen
+class Accepted:
+    """A push as stored."""
+
+    queue_name: str
+    job: PushedJob
+
+
+class QueueManager:
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        store: Store,
+        activator: Activator,
+        deliverer: Deliverer,
+        queue_log: QueueLog,
+        defaults: QueueDefaults,
+        refresh_interval: float,
+        push_concurrency: int = 1,
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._activator = activator
+        self._deliverer = deliverer
+        self._queue_log = queue_log
+        self.defaults = defaults
+        self._refresh_interval = refresh_interval
+        self.dispatchers: dict[str, QueueDispatcher] = {}
+        self._retiring: set[QueueDispatcher] = set()
+        self.routings: dict[str, str] = {}
+        self._revisions: tuple[int, int] | None = None
+        self._unrunnable_logged: set[str] = set()
+        self._pushes: TurnBatcher[tuple[str, NewJob], PushedJob] = TurnBatcher(
+            clock, store.push, concurrency=push_concurrency
+        )
+        self._completions: TurnBatcher[Completion, None] = TurnBatcher(
+            clock, self._complete, concurrency=push_concurrency
+        )
+        self._due: TurnBatcher[str, bool] = TurnBatcher(clock, self._due_tables, delay=0.005)
+        self._refresh = LoopingCall(self._refresh_tick)
+        self._refresh.clock = clock
+
+    # Lifetime
+
+    async def start(self) -> None:
+        self._activator.start(self._activation_changed)
+        await self.refresh(force=True)
+        self._refresh.start(self._refresh_interval, now=False).addErrback(
+            lambda f: log.failure("Definition refresh stopped", f)
+        )
+
+    async def stop_dispatching(self) -> None:
+        """Stop grabbing everywhere; returns when deliveries in progress are done."""
+        if self._refresh.running:
+            self._refresh.stop()
+        waits = [dispatcher.stop() for dispatcher in self.dispatchers.values()]
+        waits += [dispatcher.idle() for dispatcher in self._retiring]
+        await DeferredList(waits, consumeErrors=True)
+
+    def abandon_deliveries(self) -> None:
+        for dispatcher in [*self.dispatchers.values(), *self._retiring]:
+            dispatcher.abandon()
+
+    def close(self) -> None:
+        self._pushes.cancel()
+        self._completions.cancel()
+        self._due.cancel()
+
+    # Definitions
+
+    def definition(self, name: str) -> QueueDefinition | None:
+        dispatcher = self.dispatchers.get(name)
+        return None if dispatcher is None else dispatcher.definition
+
+    def resolve(self, name: str, polling_interval: int, max_workers: int,
+                rate: float, burst: int) -> QueueDefinition:
+        """Apply the rules of API.md 2.10 to a queue definition request."""
+        if rate > 0 and burst == 0:
+            raise InvalidInput("Cannot configure max_dispatches_per_second without max_burst_size")
+        if burst > 0 and rate == 0:
+            raise InvalidInput("Cannot configure max_burst_size without max_dispatches_per_second")
+        if rate > 0:
+            polling_interval = 100
+        return QueueDefinition(
+            name=name,
+            polling_interval=polling_interval or self.defaults.polling_interval,
+            max_workers=max_workers or self.defaults.max_workers,
+            max_dispatches_per_second=float(rate),
+            max_burst_size=burst,
+        )
+
+    async def put_queue(self, definition: QueueDefinition) -> QueueDefinition:
+        for other in await self._store.list_queues():
+            if other.name != definition.name and other.table == definition.table:
+                raise InvalidInput(
+                    "Queue name '%s' maps to the same tables as existing queue '%s'"
+                    % (definition.name, other.name)
+                )
+        await self._store.prepare_queue(definition.table)
+        await self._store.put_queue(definition)
+        await self._apply(definition)
+        return definition
+
+    async def delete_queue(self, name: str) -> QueueDefinition:
+        deleted = await self._store.delete_queue(name)
+        if deleted is None:
+            raise NotFound("No such queue: %s" % name)
+        self._remove(name)
+        return deleted
+
+    async def _apply(self, definition: QueueDefinition) -> None:
+        name = definition.name
+        if not is_valid_queue_name(name):
+            if name not in self._unrunnable_logged:
+                self._unrunnable_logged.add(name)
+                log.error("Queue {name!r} cannot run: its name is longer than 46 characters",
+                          name=name)
+            return
+        current = self.dispatchers.get(name)
+        if current is not None:
+            if current.definition != definition:
+                current.update(definition)
+            return
+        await self._store.prepare_queue(definition.table)
+        if name in self.dispatchers:  # added meanwhile by a concurrent refresh
+            return
+        dispatcher = QueueDispatcher(
+            definition, clock=self._clock, store=self._store, deliverer=self._deliverer,
+            due_check=self._due.submit, write_completion=self._completions.submit,
+            stats=QueueStats(self._clock), queue_log=self._queue_log,
+        )
+        self.dispatchers[name] = dispatcher
+        dispatcher.start()
+        self._activator.watch(name)
+
+    def _remove(self, name: str) -> None:
+        dispatcher = self.dispatchers.pop(name, None)
+        if dispatcher is None:
+            return
+        self._activator.unwatch(name)
+        self._retiring.add(dispatcher)
+        dispatcher.stop().addBoth(lambda _: self._retiring.discard(dispatcher))
+
+    def _activation_changed(self, name: str, active: bool) -> None:
+        dispatcher = self.dispatchers.get(name)
+        if dispatcher is None:
+            return
+        if not active:
+            dispatcher.set_active(False)
+            return
+        Deferred.fromCoroutine(self._activate(dispatcher)).addErrback(
+            lambda f: log.failure("Activating queue {queue} failed", f, queue=name)
+        )
+
+    async def _activate(self, dispatcher: QueueDispatcher) -> None:
+        name = dispatcher.definition.name
+        for delay in (0, 1, 2, 5):
+            if delay:
+                await deferLater(self._clock, delay, lambda: None)
+            if self.dispatchers.get(name) is not dispatcher or not self._activator.is_active(name):
+                return
+            try:
+                recovered = await self._store.recover(dispatcher.table)
+                break
+            except StoreUnavailable as e:
+                log.warn("Cannot recover orphan jobs of {queue}: {reason}", queue=name,
+                         reason=e.reason)
+        else:
+            return
+        if recovered:
+            log.info("Recovered {count} orphan job(s) of queue {queue}", count=recovered,
+                     queue=name)
+        if self._activator.is_active(name):
+            dispatcher.set_active(True)
+
+    # Routings
+
+    async def put_routing(self, routing: Routing) -> Routing:
+        if await self._store.get_queue(routing.queue_name) is None:
+            raise NotFound("No such queue: %s" % routing.queue_name)
+        await self._store.put_routing(routing)
+        self.routings[routing.job_category] = routing.queue_name
+        return routing
+
+    async def delete_routing(self, category: str) -> Routing:
+        deleted = await self._store.delete_routing(category)
+        if deleted is None:
+            raise NotFound("No such routing: %s" % category)
+        self.routings.pop(category, None)
+        return deleted
+
+    # Refresh
+
+    async def _refresh_tick(self) -> None:
+        try:
+            await self.refresh()
+        except StoreUnavailable as e:
+            log.warn("Cannot refresh definitions: {reason}", reason=e.reason)
+        except Exception:
+            log.failure("Refreshing definitions failed")
+
+    async def refresh(self, force: bool = False) -> None:
+        """Load what changed in the store since the last look."""
+        revisions = await self._store.revisions()
+        if force or revisions != self._revisions:
+            stored = await self._store.list_queues()
+            routings = await self._store.list_routings()
+            self.routings = {r.job_category: r.queue_name for r in routings}
+            for definition in stored:
+                await self._apply(definition)
+            names = {definition.name for definition in stored}
+            for name in [name for name in self.dispatchers if name not in names]:
+                self._remove(name)
+            self._revisions = revisions
+        await self._ensure_default_queue()
+
+    async def _ensure_default_queue(self) -> None:
+        """The default queue is defined at start, and again whenever it was deleted."""
+        name = self.defaults.default_queue
+        if not name or name in self.dispatchers:
+            return
+        definition = await self._store.get_queue(name)
+        if definition is None:
+            definition = self.resolve(name, 0, 0, 0.0, 0)
+            await self._store.prepare_queue(definition.table)
+            await self._store.put_queue(definition)
+        await self._apply(definition)
+
+    # Pushing
+
+    async def route(self, category: str) -> QueueDefinition:
+        """The queue a push of this category goes to (API.md 2.18)."""
+        queue_name = self.routings.get(category)
+        if queue_name is None:
+            queue_name = self.defaults.default_queue or None
+        if queue_name is None:
+            routing = await self._store.get_routing(category)
+            if routing is not None:
+                self.routings[category] = routing.queue_name
+                queue_name = routing.queue_name
+        if queue_name is None:
+            raise NotFound("No routing of job category '%s' exists" % category)
+        definition = self.definition(queue_name)
+        if definition is None:
+            definition = await self._store.get_queue(queue_name)
+            if definition is None or not is_valid_queue_name(definition.name):
+                raise NotFound("Undefined queue: %s" % queue_name)
+            await self._apply(definition)
+        return definition
+
+    async def push(self, category: str, job: NewJob) -> Accepted:
+        definition = await self.route(category)
+        pushed = await self._pushes.submit((definition.table, job))
+        dispatcher = self.dispatchers.get(definition.name)
+        if dispatcher is not None:
+            dispatcher.stats.pushed()
+            self._queue_log.push(definition.name, _as_job(job, pushed))
+            dispatcher.wake()
+        return Accepted(definition.name, pushed)
+
+    # Batched store calls
+
+    async def _complete(self, completions: Sequence[Completion]) -> Sequence[None]:
+        await self._store.complete(completions)
+        return [None] * len(completions)
+
+    async def _due_tables(self, tables: Sequence[str]) -> Sequence[bool]:
+        due = await self._store.due_tables(sorted(set(tables)))
+        return [table in due for table in tables]
+
+
+def _as_job(job: NewJob, pushed: PushedJob) -> Job:
+    return Job(
+        id=pushed.id, category=job.category, url=job.url, payload=job.payload,
+        status=JobStatus.CLAIMED, created_at=pushed.created_at, next_try=pushed.next_try,
+        retry_count=job.max_retries, retry_delay=job.retry_delay, fail_count=0,
+        timeout=job.timeout,
+    )
+
