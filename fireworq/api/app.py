@@ -1,0 +1,387 @@
+"""The HTTP API of API.md section 2, as a Klein app.
+
+Handlers parse and check the request, call the queue manager or the store, and render.
+Errors are domain exceptions mapped to JSON in one place (``_failed``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import unquote_to_bytes
+
+from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
+
+from fireworq import __version__, jsontext
+from fireworq.api import render, validate
+from fireworq.cluster import Activator
+from fireworq.cursor import decode_cursor
+from fireworq.errors import InvalidInput, NotFound, StoreUnavailable
+from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from fireworq.metrics import render_metrics
+from fireworq.model import FailedOrder, JobState, NewJob, QueueDefinition, Routing
+from fireworq.procstats import process_stats
+from fireworq.queues import QueueManager
+from fireworq.storage import Store
+
+log = Logger()
+
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+METHOD_ORDER = ("GET", "HEAD", "PUT", "DELETE", "POST")
+READINESS_TIMEOUT = 2.0
+_STATE_LISTS = {"grabbed": JobState.GRABBED, "waiting": JobState.WAITING,
+                "deferred": JobState.DEFERRED}
+
+
+def respond(request: IRequest, code: int, body: bytes, content_type: bytes = JSON) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", content_type)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
+
+
+def respond_json(request: IRequest, value: Any, code: int = 200) -> bytes:
+    return respond(request, code, jsontext.encode(value))
+
+
+def respond_error(request: IRequest, code: int, message: str) -> bytes:
+    if code == 503:
+        request.setHeader(b"retry-after", b"1")
+    return respond_json(request, render.error(code, message), code)
+
+
+async def with_timeout(d: Deferred[Any], seconds: float, clock: IReactorTime) -> Any:
+    try:
+        return await d.addTimeout(seconds, clock)
+    except CancelledError:
+        raise StoreUnavailable("no answer within %g seconds" % seconds) from None
+
+
+class PathCheck(Resource):
+    """Checks made before routing: a UTF-8 path (400) in canonical form (404)."""
+
+    isLeaf = True
+
+    def __init__(self, routed: IResource) -> None:
+        Resource.__init__(self)
+        self._routed = routed
+
+    def render(self, request: IRequest) -> Any:
+        try:
+            path = unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return respond_error(request, 400, "Path is not valid UTF-8")
+        segments = path.split("/")[1:]
+        if (
+            not path.startswith("/")
+            or "" in segments[:-1]
+            or "." in segments
+            or ".." in segments
+        ):
+            return respond_error(request, 404, "No such endpoint: %s" % path)
+        return self._routed.render(request)
+
+
+class FireworqAPI:
+    app = Klein()
+    app.url_map.merge_slashes = False
+    app.url_map.redirect_defaults = False
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        store: Store,
+        manager: QueueManager,
+        activator: Activator,
+        settings: dict[str, str],
+        started_at: float,
+        max_request_body: int,
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._manager = manager
+        self._activator = activator
+        self._settings = settings
+        self._started_at = started_at
+        self._max_request_body = max_request_body
+
+    def resource(self) -> IResource:
+        return PathCheck(self.app.resource())
+
+    # Errors
+
+    @app.handle_errors(Exception)
+    def _failed(self, request: IRequest, failure: Failure) -> bytes | None:
+        path = unquote_to_bytes(request.path).decode("utf-8", "replace")
+        if failure.check(InvalidInput):
+            return respond_error(request, 400, str(failure.value))
+        if failure.check(NotFound):
+            return respond_error(request, 404, str(failure.value))
+        if failure.check(StoreUnavailable):
+            return respond_error(request, 503, "Store unavailable: %s" % failure.value)
+        if failure.check(NoRoute):
+            return respond_error(request, 404, "No such endpoint: %s" % path)
+        if failure.check(MethodNotAllowed):
+            error: MethodNotAllowed = failure.value  # type: ignore[assignment]
+            allowed = set(error.valid_methods or ())
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            listed = ", ".join(m for m in METHOD_ORDER if m in allowed)
+            request.setHeader(b"allow", listed.encode("ascii"))
+            method = request.method.decode("latin-1")
+            return respond_error(
+                request, 405,
+                "Method %s is not allowed on %s; allowed: %s" % (method, path, listed),
+            )
+        if failure.check(CancelledError):
+            return None  # the client went away; nobody to answer
+        log.failure("Unexpected error answering {method} {uri}", failure,
+                    method=request.method, uri=request.uri)
+        return respond_error(
+            request, 500, "Unexpected server error; details are in the error log"
+        )
+
+    # Identity and process
+
+    @app.route("/", methods=["GET"])
+    @app.route("/version", methods=["GET"])
+    def version(self, request: IRequest) -> bytes:
+        text = "fireworq-py %s (Fireworq 1.5 compatible)\n" % __version__
+        return respond(request, 200, text.encode("utf-8"), TEXT)
+
+    @app.route("/settings", methods=["GET"])
+    def settings(self, request: IRequest) -> bytes:
+        return respond_json(request, self._settings)
+
+    @app.route("/stats", methods=["GET"])
+    def stats(self, request: IRequest) -> bytes:
+        figures = process_stats(self._clock.seconds(), self._started_at)
+        if validate.query_param(request, b"pp") in ("1", "true"):
+            return respond(request, 200, jsontext.encode_indented(figures))
+        return respond_json(request, figures)
+
+    @app.route("/healthz", methods=["GET"])
+    def healthz(self, request: IRequest) -> bytes:
+        return respond_json(request, {"status": "ok"})
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz(self, request: IRequest) -> bytes:
+        await with_timeout(
+            Deferred.fromCoroutine(self._store.ping()), READINESS_TIMEOUT, self._clock
+        )
+        return respond_json(request, {"status": "ok"})
+
+    @app.route("/metrics", methods=["GET"])
+    async def metrics(self, request: IRequest) -> bytes:
+        dispatchers = dict(self._manager.dispatchers)
+        tables = sorted({d.table for d in dispatchers.values()})
+        try:
+            counts = await with_timeout(
+                Deferred.fromCoroutine(self._store.counts(tables)), READINESS_TIMEOUT,
+                self._clock,
+            )
+        except StoreUnavailable:
+            counts = None
+        return respond(request, 200, render_metrics(dispatchers, counts), METRICS_CONTENT_TYPE)
+
+    # Queues
+
+    @app.route("/queues", methods=["GET"])
+    async def queues(self, request: IRequest) -> bytes:
+        definitions = await self._store.list_queues()
+        return respond_json(request, [render.queue_definition(d) for d in definitions])
+
+    @app.route("/queues/stats", methods=["GET"])
+    def queues_stats(self, request: IRequest) -> bytes:
+        dispatchers = self._manager.dispatchers
+        names = sorted(dispatchers, key=lambda name: name.encode("utf-8", "surrogatepass"))
+        return respond_json(
+            request, {name: render.queue_stats(dispatchers[name]) for name in names}
+        )
+
+    @app.route("/queue/<queue_name>", methods=["GET"])
+    async def get_queue(self, request: IRequest, queue_name: str) -> bytes:
+        definition = await self._store.get_queue(queue_name)
+        if definition is None:
+            raise NotFound("No such queue: %s" % queue_name)
+        return respond_json(request, render.queue_definition(definition))
+
+    @app.route("/queue/<queue_name>", methods=["PUT"])
+    async def put_queue(self, request: IRequest, queue_name: str) -> bytes:
+        validate.queue_name(queue_name)
+        members = self._body(request)
+        definition = self._manager.resolve(
+            queue_name,
+            polling_interval=jsontext.get_int(members, "polling_interval", 0, 3600000) or 0,
+            max_workers=jsontext.get_int(members, "max_workers", 0, 10000) or 0,
+            rate=jsontext.get_number(members, "max_dispatches_per_second", 0, 1000000) or 0.0,
+            burst=jsontext.get_int(members, "max_burst_size", 0, 1000000) or 0,
+        )
+        stored = await self._manager.put_queue(definition)
+        return respond_json(request, render.queue_definition(stored))
+
+    @app.route("/queue/<queue_name>", methods=["DELETE"])
+    async def delete_queue(self, request: IRequest, queue_name: str) -> bytes:
+        deleted = await self._manager.delete_queue(queue_name)
+        return respond_json(request, render.queue_definition(deleted))
+
+    def _known(self, queue_name: str) -> QueueDefinition:
+        definition = self._manager.definition(queue_name)
+        if definition is None:
+            raise NotFound("No such queue: %s" % queue_name)
+        return definition
+
+    @app.route("/queue/<queue_name>/node", methods=["GET"])
+    async def node(self, request: IRequest, queue_name: str) -> bytes:
+        self._known(queue_name)
+        node = await self._activator.node(queue_name)
+        if node is None:
+            raise NotFound("No node is active for this queue")
+        return respond_json(request, {"id": node.id, "host": node.host})
+
+    @app.route("/queue/<queue_name>/stats", methods=["GET"])
+    def queue_stats(self, request: IRequest, queue_name: str) -> bytes:
+        self._known(queue_name)
+        return respond_json(request, render.queue_stats(self._manager.dispatchers[queue_name]))
+
+    @app.route("/queue/<queue_name>/<any(grabbed,waiting,deferred):state>", methods=["GET"])
+    async def jobs(self, request: IRequest, queue_name: str, state: str) -> bytes:
+        order = validate.query_param(request, b"order") or "desc"
+        if order not in ("asc", "desc"):
+            raise InvalidInput("Invalid order: must be asc or desc")
+        limit = validate.limit_param(request)
+        cursor = decode_cursor(validate.query_param(request, b"cursor"))
+        definition = self._known(queue_name)
+        page = await self._store.list_jobs(
+            definition.table, _STATE_LISTS[state], order == "asc", cursor, limit
+        )
+        return respond_json(request, render.job_page(page))
+
+    @app.route("/queue/<queue_name>/job/<job_id>", methods=["GET"])
+    async def get_job(self, request: IRequest, queue_name: str, job_id: str) -> bytes:
+        return await self._job_action(request, queue_name, job_id, self._store.get_job)
+
+    @app.route("/queue/<queue_name>/job/<job_id>", methods=["DELETE"])
+    async def delete_job(self, request: IRequest, queue_name: str, job_id: str) -> bytes:
+        return await self._job_action(request, queue_name, job_id, self._store.delete_job)
+
+    async def _job_action(
+        self, request: IRequest, queue_name: str, job_id: str, action: Callable[..., Any]
+    ) -> bytes:
+        number = validate.identifier(job_id, "job id")
+        definition = self._known(queue_name)
+        job = await action(definition.table, number)
+        if job is None:
+            raise NotFound("No such job: %d" % number)
+        return respond_json(request, render.job(job))
+
+    @app.route("/queue/<queue_name>/failed", methods=["GET"])
+    async def failed(self, request: IRequest, queue_name: str) -> bytes:
+        order = validate.query_param(request, b"order") or "failed"
+        if order not in ("failed", "created"):
+            raise InvalidInput("Invalid order: must be failed or created")
+        limit = validate.limit_param(request)
+        cursor = decode_cursor(validate.query_param(request, b"cursor"))
+        definition = self._known(queue_name)
+        page = await self._store.list_failed(definition.table, FailedOrder(order), cursor, limit)
+        return respond_json(request, render.failed_page(page))
+
+    @app.route("/queue/<queue_name>/failed/<failure_id>", methods=["GET"])
+    async def get_failed(self, request: IRequest, queue_name: str, failure_id: str) -> bytes:
+        return await self._failed_action(request, queue_name, failure_id, self._store.get_failed)
+
+    @app.route("/queue/<queue_name>/failed/<failure_id>", methods=["DELETE"])
+    async def delete_failed(self, request: IRequest, queue_name: str, failure_id: str) -> bytes:
+        return await self._failed_action(
+            request, queue_name, failure_id, self._store.delete_failed
+        )
+
+    async def _failed_action(
+        self, request: IRequest, queue_name: str, failure_id: str, action: Callable[..., Any]
+    ) -> bytes:
+        number = validate.identifier(failure_id, "failure id")
+        definition = self._known(queue_name)
+        failed = await action(definition.table, number)
+        if failed is None:
+            raise NotFound("No such failed job: %d" % number)
+        return respond_json(request, render.failed_job(failed))
+
+    # Routings
+
+    @app.route("/routings", methods=["GET"])
+    async def routings(self, request: IRequest) -> bytes:
+        return respond_json(request, [render.routing(r) for r in await self._store.list_routings()])
+
+    @app.route("/routing/<path:job_category>", methods=["GET"])
+    async def get_routing(self, request: IRequest, job_category: str) -> bytes:
+        routing = await self._store.get_routing(job_category)
+        if routing is None:
+            raise NotFound("No such routing: %s" % job_category)
+        return respond_json(request, render.routing(routing))
+
+    @app.route("/routing/<path:job_category>", methods=["PUT"])
+    async def put_routing(self, request: IRequest, job_category: str) -> bytes:
+        validate.category(job_category)
+        members = self._body(request)
+        jsontext.get_string(members, "job_category")
+        queue_name = jsontext.get_string(members, "queue_name")
+        if not queue_name:
+            raise InvalidInput("Missing field: queue_name")
+        routing = await self._manager.put_routing(Routing(queue_name, job_category))
+        return respond_json(request, render.routing(routing))
+
+    @app.route("/routing/<path:job_category>", methods=["DELETE"])
+    async def delete_routing(self, request: IRequest, job_category: str) -> bytes:
+        return respond_json(request, render.routing(
+            await self._manager.delete_routing(job_category)))
+
+    # Jobs
+
+    @app.route("/job/<path:job_category>", methods=["POST"])
+    async def push(self, request: IRequest, job_category: str) -> bytes:
+        validate.category(job_category)
+        members = self._body(request)
+        url = jsontext.get_string(members, "url")
+        payload = members.get("payload")
+        if payload is not None and payload.value is None:
+            payload = None
+        run_after = jsontext.get_int(members, "run_after", 0, 315360000) or 0
+        max_retries = jsontext.get_int(members, "max_retries", 0, 1000000) or 0
+        retry_delay = jsontext.get_int(members, "retry_delay", 0, 31536000) or 0
+        timeout = jsontext.get_int(members, "timeout", 0, 86400) or 0
+        jsontext.get_string(members, "category")
+        if not url:
+            raise InvalidInput("Missing field: url")
+        if not validate.is_valid_url(url):
+            raise InvalidInput("Invalid url: must be an absolute http or https URL")
+        job = NewJob(
+            category=job_category, url=url, payload=jsontext.stored_payload(payload),
+            run_after=run_after, max_retries=max_retries, retry_delay=retry_delay,
+            timeout=timeout,
+        )
+        accepted = await self._manager.push(job_category, job)
+        return respond_json(request, {
+            "id": accepted.job.id,
+            "queue_name": accepted.queue_name,
+            "category": job_category,
+            "url": url,
+            "payload": jsontext.payload_echo(payload),
+            "run_after": run_after,
+            "timeout": timeout,
+            "retry_delay": retry_delay,
+            "max_retries": max_retries,
+        })
+
+    def _body(self, request: IRequest) -> dict[str, jsontext.Member]:
+        content = request.content
+        body: bytes = content.read() if content is not None else b""
+        return jsontext.parse_object(body)

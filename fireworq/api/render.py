@@ -1,0 +1,106 @@
+"""The JSON shapes of API.md section 2, members in the documented order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fireworq.cursor import encode_cursor
+from fireworq.dispatch.dispatcher import QueueDispatcher
+from fireworq.jsontext import reread_payload
+from fireworq.model import FailedJob, Job, Page, QueueDefinition, Routing
+from fireworq.times import format_ms
+
+
+def queue_definition(definition: QueueDefinition) -> dict[str, Any]:
+    rendered: dict[str, Any] = {"name": definition.name}
+    if definition.polling_interval:
+        rendered["polling_interval"] = definition.polling_interval
+    rendered["max_workers"] = definition.max_workers
+    if definition.max_dispatches_per_second:
+        rendered["max_dispatches_per_second"] = definition.max_dispatches_per_second
+    if definition.max_burst_size:
+        rendered["max_burst_size"] = definition.max_burst_size
+    return rendered
+
+
+def routing(value: Routing) -> dict[str, Any]:
+    return {"queue_name": value.queue_name, "job_category": value.job_category}
+
+
+def job(value: Job) -> dict[str, Any]:
+    return {
+        "id": value.id,
+        "category": value.category,
+        "url": value.url,
+        "payload": reread_payload(value.payload),
+        "status": value.status.value,
+        "created_at": format_ms(value.created_at),
+        "next_try": format_ms(value.next_try),
+        "timeout": value.timeout,
+        "fail_count": value.fail_count,
+        "max_retries": value.max_retries,
+        "retry_delay": value.retry_delay,
+    }
+
+
+def failed_job(value: FailedJob) -> dict[str, Any]:
+    return {
+        "id": value.id,
+        "job_id": value.job_id,
+        "category": value.category,
+        "url": value.url,
+        "payload": reread_payload(value.payload),
+        "result": {
+            "status": value.result.status,
+            "code": value.result.code,
+            "message": value.result.message,
+        },
+        "fail_count": value.fail_count,
+        "failed_at": format_ms(value.failed_at),
+        "created_at": format_ms(value.created_at),
+    }
+
+
+def job_page(page: Page[Job]) -> dict[str, Any]:
+    return {"jobs": [job(item) for item in page.items],
+            "next_cursor": encode_cursor(page.next_cursor)}
+
+
+def failed_page(page: Page[FailedJob]) -> dict[str, Any]:
+    return {"failed_jobs": [failed_job(item) for item in page.items],
+            "next_cursor": encode_cursor(page.next_cursor)}
+
+
+def queue_stats(dispatcher: QueueDispatcher) -> dict[str, Any]:
+    stats = dispatcher.stats
+    active = dispatcher.active
+    workers = dispatcher.definition.max_workers if active else 0
+    return {
+        "total_pushes": stats.total_pushes,
+        "total_pops": stats.total_pops,
+        "total_successes": stats.total_successes,
+        "total_failures": stats.total_failures,
+        "total_permanent_failures": stats.total_permanent_failures,
+        "total_completes": stats.total_completes,
+        "total_elapsed": stats.total_elapsed,
+        "pushes_per_second": stats.pushes.per_second(),
+        "pops_per_second": stats.pops.per_second(),
+        "outstanding_jobs": dispatcher.waiting_for_token,
+        "total_workers": workers,
+        "idle_workers": max(0, workers - dispatcher.busy) if active else 0,
+        "active_nodes": 1 if active else 0,
+    }
+
+
+def error(code: int, message: str) -> dict[str, Any]:
+    return {"code": code, "error": REASONS[code], "message": message}
+
+
+REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}

@@ -1,0 +1,101 @@
+"""Checks of path variables, query parameters and job fields (API.md 1.1, 1.7, 2.18)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from twisted.web.iweb import IRequest
+
+from fireworq.errors import InvalidInput
+from fireworq.model import MAX_QUEUE_NAME_LENGTH, is_valid_category
+
+_DIGITS = re.compile(r"[0-9]+")
+_MAX_ID = 2**63 - 1
+_MAX_URL_BYTES = 65535
+_PRINTABLE_ASCII = re.compile(r"[!-~]+")
+_SCHEME = re.compile(r"https?://", re.IGNORECASE)
+
+
+def query_param(request: IRequest, name: bytes) -> str | None:
+    """The first occurrence of a parameter; an empty value counts as absent."""
+    values = request.args.get(name)
+    if not values or not values[0]:
+        return None
+    value: bytes = values[0]
+    return value.decode("utf-8", "replace")
+
+
+def limit_param(request: IRequest) -> int:
+    text = query_param(request, b"limit")
+    if text is None:
+        return 100
+    value = _small_integer(text, 4)
+    if value is None or not 1 <= value <= 1000:
+        raise InvalidInput("Invalid limit: must be an integer from 1 to 1000")
+    return value
+
+
+def identifier(text: str, what: str) -> int:
+    value = _small_integer(text, 19)
+    if value is None or value > _MAX_ID:
+        raise InvalidInput("Invalid %s: %s" % (what, text))
+    return value
+
+
+def _small_integer(text: str, max_digits: int) -> int | None:
+    """Decimal digits only; ``None`` past ``max_digits`` significant digits.
+
+    Checking the length first keeps int() away from huge inputs (it refuses 4300+ digits).
+    """
+    if not _DIGITS.fullmatch(text):
+        return None
+    significant = text.lstrip("0") or "0"
+    return int(significant) if len(significant) <= max_digits else None
+
+
+def category(text: str) -> str:
+    if not is_valid_category(text):
+        raise InvalidInput("Invalid job category: must be 1 to 255 bytes")
+    return text
+
+
+def queue_name(text: str) -> str:
+    if not 1 <= len(text) <= MAX_QUEUE_NAME_LENGTH:
+        raise InvalidInput("Invalid queue name: must be 1 to 46 characters")
+    return text
+
+
+def is_valid_url(url: str) -> bool:
+    """An absolute http or https URL of printable ASCII (API.md 2.18)."""
+    if len(url) > _MAX_URL_BYTES or not _PRINTABLE_ASCII.fullmatch(url):
+        return False
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return False
+    rest = url[scheme.end():]
+    end = len(rest)
+    for separator in "/?#":
+        found = rest.find(separator)
+        if found != -1:
+            end = min(end, found)
+    host_port = rest[:end].rpartition("@")[2]
+    port: str | None
+    if host_port.startswith("["):
+        host, closing, after = host_port[1:].partition("]")
+        if not closing or (after and not after.startswith(":")):
+            return False
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        port = after[1:] if after else None
+    else:
+        host, colon, port_text = host_port.partition(":")
+        if not host or "[" in host or "]" in host:
+            return False
+        port = port_text if colon else None
+    if port is None:
+        return True
+    port_number = _small_integer(port, 5)
+    return port_number is not None and 1 <= port_number <= 65535

@@ -1,0 +1,81 @@
+"""Process lifetime: where to listen, signals, and draining API connections at shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any, Callable
+
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from fireworq.api.site import FireworqSite
+from fireworq.config import Config
+
+log = Logger()
+
+#: While draining, an idle keep-alive connection is closed once idle for this long; a
+#: request a client already sent on it gets its answer (with ``Connection: close``) first.
+IDLE_CLOSE_AFTER = 0.5
+DRAIN_STEP = 0.02
+
+
+def listening_endpoint(reactor: Any, config: Config) -> IStreamServerEndpoint:
+    host, port = config.bind_host, config.bind_port
+    if ":" in host:
+        return TCP6ServerEndpoint(reactor, port, backlog=1024, interface=host)
+    return TCP4ServerEndpoint(reactor, port, backlog=1024, interface=host)
+
+
+async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: float) -> None:
+    """Answer the requests in progress with ``Connection: close``, then close every
+    connection; gives up at ``deadline``."""
+    site.draining = True
+    while site.channels and clock.seconds() < deadline:
+        now = clock.seconds()
+        for channel in list(site.channels):
+            if channel.requests:
+                channel.idle_since = None
+                for request in channel.requests:
+                    request.close_after_response()
+            elif channel.idle_since is None:
+                channel.idle_since = now
+            elif now - channel.idle_since >= IDLE_CLOSE_AFTER:
+                channel.loseConnection()  # type: ignore[no-untyped-call]
+        await deferLater(clock, DRAIN_STEP, lambda: None)
+    for channel in list(site.channels):
+        channel.transport.abortConnection()  # type: ignore[union-attr]
+
+
+class SignalHandling:
+    """SIGTERM, SIGINT and SIGHUP stop gracefully, a second one at once; SIGUSR1 reopens
+    the log files. Handlers only hand over to the reactor thread."""
+
+    def __init__(self, reactor: Any, reopen_logs: Callable[[], None]) -> None:
+        self._reactor = reactor
+        self._reopen_logs = reopen_logs
+        self._stopping = False
+
+    def install(self) -> None:
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(number, self._on_stop_signal)
+        signal.signal(signal.SIGUSR1, self._on_reopen_signal)
+
+    def _on_stop_signal(self, number: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            sys.__stderr__.write("fireworq: second signal, stopping at once\n")  # type: ignore[union-attr]
+            os._exit(1)
+        self._stopping = True
+        self._reactor.callFromThread(self._stop, number)
+
+    def _stop(self, number: int) -> None:
+        log.info("Received {signal}; stopping gracefully", signal=signal.Signals(number).name)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def _on_reopen_signal(self, number: int, frame: FrameType | None) -> None:
+        self._reactor.callFromThread(self._reopen_logs)

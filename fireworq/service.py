@@ -1,0 +1,170 @@
+"""The composition root: builds the daemon from its configuration and runs its lifetime.
+
+This is the only module that touches the global reactor (in ``makeService``). Start:
+open the store → load queues and start dispatchers → listen. Stop (DESIGN.md section 7):
+stop listening → finish API requests → stop grabbing and wait for deliveries → release
+locks → close the HTTP pool, the logs and the store; all within ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+from twisted.python.failure import Failure
+
+from fireworq.api.app import FireworqAPI
+from fireworq.api.site import FireworqSite
+from fireworq.cluster import Activator, LocalActivator
+from fireworq.cluster.filelock import FileLockActivator
+from fireworq.config import Config, Options, settings
+from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
+from fireworq.errors import ConfigError, StoreUnavailable
+from fireworq.lifecycle import SignalHandling, drain_connections, listening_endpoint
+from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
+from fireworq.queues import QueueDefaults, QueueManager
+from fireworq.storage import Store
+from fireworq.storage.memory import MemoryStore
+from fireworq.storage.sqlite import SqliteStore
+
+__all__ = ["Options", "makeService", "FireworqService"]
+
+log = Logger()
+
+
+def build_store(config: Config, reactor: Any) -> tuple[Store, Activator]:
+    if config.driver == "in-memory":
+        return MemoryStore(reactor), LocalActivator()
+    if config.driver == "sqlite":
+        path = os.path.abspath(config.sqlite_path)
+        return SqliteStore(path, reactor, reactor), FileLockActivator(path + ".lock", reactor)
+    raise ConfigError("driver: the mysql driver is not available in this build")
+
+
+class FireworqService(Service):
+    """The whole daemon as one twisted service."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.config = config
+        self._reactor = reactor
+        self.error_log = ErrorLog(config.error_log, config.error_log_level)
+        stdout = stdout_bytes()
+        self._queue_writer = LineWriter(reactor, config.queue_log, stdout)
+        self._access_writer = LineWriter(reactor, config.access_log, stdout)
+        self.store, self.activator = build_store(config, reactor)
+        delivery_settings = DeliverySettings(
+            user_agent=config.dispatch_user_agent,
+            keep_alive=config.dispatch_keep_alive,
+            max_conns_per_host=config.dispatch_max_conns_per_host,
+            idle_conn_timeout=config.dispatch_idle_conn_timeout,
+            max_response_body=config.dispatch_max_response_body,
+        )
+        http, self._http_pool = make_http_client(reactor, delivery_settings)
+        self.manager = QueueManager(
+            clock=reactor,
+            store=self.store,
+            activator=self.activator,
+            deliverer=Deliverer(http, reactor, delivery_settings),
+            queue_log=QueueLog(
+                self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
+            ),
+            defaults=QueueDefaults(
+                polling_interval=config.queue_default_polling_interval,
+                max_workers=config.queue_default_max_workers,
+                default_queue=config.queue_default,
+            ),
+            refresh_interval=config.config_refresh_interval / 1000.0,
+        )
+        api = FireworqAPI(
+            clock=reactor, store=self.store, manager=self.manager, activator=self.activator,
+            settings=settings(config), started_at=reactor.seconds(),
+            max_request_body=config.max_request_body,
+        )
+        self.site = FireworqSite(
+            api.resource(), clock=reactor,
+            access_log=AccessLog(self._access_writer, config.access_log_tag),
+            max_request_body=config.max_request_body, keep_alive=config.keep_alive,
+        )
+        self._signals = SignalHandling(reactor, reopen_logs=self.reopen_logs)
+        self.port: IListeningPort | None = None
+        self._started: Deferred[None] | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        # twistd sets up logging from the application's ILogObserver component, if any:
+        # that is how the error log gets its destination and level.
+        if isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.error_log.observer())
+        Service.setServiceParent(self, parent)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        # After the reactor's own handlers, which it installs as it starts running.
+        self._reactor.callWhenRunning(self._signals.install)
+        self._started = Deferred.fromCoroutine(self._start())
+        self._started.addErrback(self._start_failed)
+
+    async def _start(self) -> None:
+        await self.store.open()
+        await self.manager.start()
+        self.port = await listening_endpoint(self._reactor, self.config).listen(self.site)
+        log.info("fireworq listening on {address} (driver {driver})",
+                 address=self.port.getHost(), driver=self.config.driver)
+
+    def _start_failed(self, failure: Failure) -> None:
+        if failure.check(StoreUnavailable, CannotListenError, OSError):
+            message = "fireworq: cannot start: %s\n" % failure.getErrorMessage()
+        else:
+            log.failure("Start-up failed", failure)
+            message = "fireworq: cannot start: %s\n" % failure.getErrorMessage()
+        sys.__stderr__.write(message)  # type: ignore[union-attr]
+        # twistd exits 0 once the reactor stops; a failed start must not look like success.
+        atexit.register(os._exit, 1)
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        deadline = self._reactor.seconds() + self.config.shutdown_timeout
+        if self._started is not None and not self._started.called:
+            self._started.cancel()
+        if self.port is not None:
+            stopped = self.port.stopListening()
+            if stopped is not None:
+                await stopped
+        await drain_connections(self.site, self._reactor, deadline)
+        stopping = Deferred.fromCoroutine(self.manager.stop_dispatching())
+        remaining = max(0.0, deadline - self._reactor.seconds())
+        try:
+            await stopping.addTimeout(remaining, self._reactor)
+        except Exception:
+            log.warn("Shutdown timeout: abandoning deliveries still in progress; their jobs"
+                     " stay grabbed and are recovered by the next active node")
+            self.manager.abandon_deliveries()
+        await self.activator.stop()
+        self.manager.close()
+        await self._http_pool.closeCachedConnections()
+        await self.store.close()
+        self._queue_writer.close()
+        self._access_writer.close()
+
+    def reopen_logs(self) -> None:
+        self._queue_writer.reopen()
+        self._access_writer.reopen()
+        self.error_log.reopen()
+
+
+def makeService(options: Options) -> FireworqService:
+    from twisted.internet import reactor
+
+    return FireworqService(options.config, reactor)
