@@ -17,6 +17,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
@@ -25,14 +26,16 @@ from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
 from fireworq.cluster import Activator, LocalActivator
 from fireworq.cluster.filelock import FileLockActivator
+from fireworq.cluster.mysql import MySQLActivator
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
-from fireworq.errors import ConfigError, StoreUnavailable
+from fireworq.errors import StoreUnavailable
 from fireworq.lifecycle import SignalHandling, drain_connections, listening_endpoint
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.storage import Store
 from fireworq.storage.memory import MemoryStore
+from fireworq.storage.mysql import MySQLStore
 from fireworq.storage.sqlite import SqliteStore
 
 __all__ = ["Options", "makeService", "FireworqService"]
@@ -46,7 +49,9 @@ def build_store(config: Config, reactor: Any) -> tuple[Store, Activator]:
     if config.driver == "sqlite":
         path = os.path.abspath(config.sqlite_path)
         return SqliteStore(path, reactor, reactor), FileLockActivator(path + ".lock", reactor)
-    raise ConfigError("driver: the mysql driver is not available in this build")
+    mysql = MySQLStore(config.repository_mysql_dsn_parsed, config.queue_mysql_dsn_parsed,
+                       reactor, reactor)
+    return mysql, MySQLActivator(mysql, reactor, config.mysql_lock_scope)
 
 
 class FireworqService(Service):
@@ -112,11 +117,28 @@ class FireworqService(Service):
         self._started.addErrback(self._start_failed)
 
     async def _start(self) -> None:
-        await self.store.open()
+        await self._open_store()
         await self.manager.start()
         self.port = await listening_endpoint(self._reactor, self.config).listen(self.site)
         log.info("fireworq listening on {address} (driver {driver})",
                  address=self.port.getHost(), driver=self.config.driver)
+
+    async def _open_store(self) -> None:
+        # A database that is down at start is waited for (it may be starting beside us);
+        # an unusable sqlite file is a setup error and stops the daemon.
+        delay = 1.0
+        while True:
+            try:
+                await self.store.open()
+                return
+            except StoreUnavailable as e:
+                if self.config.driver != "mysql":
+                    raise
+                log.warn("Database unavailable at start ({reason}); retrying in {delay} s",
+                         reason=e.reason, delay=delay)
+                await self.store.close()
+                await deferLater(self._reactor, delay, lambda: None)
+                delay = min(delay * 2, 10.0)
 
     def _start_failed(self, failure: Failure) -> None:
         if failure.check(StoreUnavailable, CannotListenError, OSError):

@@ -1,0 +1,702 @@
+"""The ``mysql`` driver: Fireworq 1.5's schema on MySQL 5.7+/8 or MariaDB 10.6+.
+
+Three adbapi pools: the repository (definitions), the queue database (pushes, completion
+writes, inspection) and one dedicated connection per node for grabbing and for the queue
+locks. Its connection id marks the jobs it grabs, exactly as Fireworq's does, and every
+grab checks in the same statement that this session still holds the queue's lock, so a
+node that lost its lock (or its session) can never grab.
+
+Times are the database clock in ms. All SQL of the dialect is in this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Sequence
+
+from twisted.internet.interfaces import IReactorTime
+
+from fireworq.dsn import MySQLDSN
+from fireworq.errors import StoreUnavailable
+from fireworq.model import (
+    Completion,
+    Cursor,
+    FailedJob,
+    FailedOrder,
+    Job,
+    JobState,
+    NewJob,
+    Page,
+    PushedJob,
+    QueueDefinition,
+    Routing,
+    StateCounts,
+)
+from fireworq.storage.mysqlpool import DEFAULT_IO_TIMEOUT, LOCK_IO_TIMEOUT, MySQLPool
+from fireworq.storage.sqlcommon import (
+    FAILED_COLUMNS,
+    JOB_COLUMNS,
+    encode_result,
+    failed_from_row,
+    failure_table,
+    group_completions,
+    job_from_row,
+    job_table,
+    keyset_condition,
+    page_of,
+    text,
+)
+
+Txn = Any  # a PyMySQL cursor
+
+NOW_MS = "FLOOR(UNIX_TIMESTAMP(NOW(3)) * 1000)"
+MAX_LOCK_NAME = 64
+
+# Fireworq's DDL, unchanged (binary charset: names compare and sort as bytes).
+_REPOSITORY_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS `queue` ("
+    " `name` VARCHAR(255) NOT NULL, `polling_interval` INT UNSIGNED NOT NULL,"
+    " `max_workers` INT UNSIGNED NOT NULL, PRIMARY KEY (`name`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+    "CREATE TABLE IF NOT EXISTS `queue_throttle` ("
+    " `name` VARCHAR(255) NOT NULL, `max_dispatches_per_second` FLOAT UNSIGNED NOT NULL,"
+    " `max_burst_size` INT UNSIGNED NOT NULL, PRIMARY KEY (`name`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+    "CREATE TABLE IF NOT EXISTS `routing` ("
+    " `job_category` VARCHAR(255) NOT NULL, `queue_name` VARCHAR(255) NOT NULL,"
+    " PRIMARY KEY (`job_category`), UNIQUE KEY `job_queue` (`job_category`, `queue_name`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+    "CREATE TABLE IF NOT EXISTS `config_revision` ("
+    " `name` VARCHAR(255) NOT NULL, `revision` BIGINT UNSIGNED NOT NULL,"
+    " PRIMARY KEY (`name`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+)
+
+_JOB_TABLE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {jobs} ("
+    " `job_id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,"
+    " `next_try` BIGINT UNSIGNED NOT NULL,"
+    " `grabber_id` BIGINT UNSIGNED,"
+    " `status` ENUM('claimed', 'grabbed') NOT NULL DEFAULT 'claimed',"
+    " `created_at` BIGINT UNSIGNED NOT NULL,"
+    " `retry_count` INT UNSIGNED NOT NULL DEFAULT 0,"
+    " `retry_delay` INT UNSIGNED NOT NULL DEFAULT 0,"
+    " `fail_count` INT UNSIGNED NOT NULL DEFAULT 0,"
+    " `category` VARCHAR(255) NOT NULL,"
+    " `url` BLOB,"
+    " `payload` MEDIUMBLOB,"
+    " `timeout` INT UNSIGNED,"
+    " PRIMARY KEY (`job_id`),"
+    " KEY `grab` (`status`, `next_try`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+    "CREATE TABLE IF NOT EXISTS {failures} ("
+    " `failure_id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,"
+    " `job_id` BIGINT UNSIGNED NOT NULL,"
+    " `category` VARCHAR(255) NOT NULL,"
+    " `url` BLOB,"
+    " `payload` MEDIUMBLOB,"
+    " `result` MEDIUMBLOB,"
+    " `fail_count` INT UNSIGNED NOT NULL,"
+    " `failed_at` BIGINT UNSIGNED NOT NULL,"
+    " `created_at` BIGINT UNSIGNED NOT NULL,"
+    " PRIMARY KEY (`failure_id`),"
+    " KEY `creation_order` (`created_at`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+)
+# Our one addition: the failure log sorted by failure time (order=failed) without a sort
+# of the whole table. Additive, so Fireworq nodes keep working beside it.
+_FAILED_ORDER_INDEX = "failure_order"
+
+_STATE_CONDITIONS = {
+    JobState.GRABBED: "status = 'grabbed'",
+    JobState.WAITING: "status = 'claimed' AND next_try <= " + NOW_MS,
+    JobState.DEFERRED: "status = 'claimed' AND next_try > " + NOW_MS,
+}
+
+
+def lock_name(queue_name: str, database: str, scope: str) -> str:
+    """The ``GET_LOCK`` name of a queue (API.md 5.4)."""
+    if scope == "server":
+        return "fireworq_jq(%s)" % queue_name
+    scoped = "fireworq_jq(%s/%s)" % (database, queue_name)
+    if len(scoped) <= MAX_LOCK_NAME:
+        return scoped
+    digest = hashlib.sha1(("%s/%s" % (database, queue_name)).encode("utf-8")).hexdigest()
+    return "fireworq_jq#" + digest
+
+
+def round_rate(rate: float) -> float:
+    """A rate as a FLOAT column gives it back: 7 significant digits."""
+    return float("%.7g" % rate) if rate else 0.0
+
+
+def _placeholders(count: int) -> str:
+    return ",".join(["%s"] * count)
+
+
+class MySQLStore:
+    """Definitions and jobs in a MySQL/MariaDB database shared by several nodes."""
+
+    def __init__(
+        self, repository: MySQLDSN, queue: MySQLDSN, reactor: Any, clock: IReactorTime,
+        *, pool_size: int = 8,
+    ) -> None:
+        self._repository_dsn = repository
+        self._queue_dsn = queue
+        self._reactor = reactor
+        self._clock = clock
+        self._pool_size = pool_size
+        self._same_database = (repository.host, repository.port, repository.socket_path,
+                               repository.database) == (queue.host, queue.port,
+                                                        queue.socket_path, queue.database)
+        self.repository: MySQLPool | None = None
+        self.jobs: MySQLPool | None = None
+        self.grabber: MySQLPool | None = None
+        #: CONNECTION_ID() of the grab connection; written by the pool thread on connect.
+        self.grab_connection_id: int | None = None
+        self._prepared: set[str] = set()
+        #: Lock names guarding grabs and recovery, per job table (set by the activator).
+        self.locks_by_table: dict[str, set[str]] = {}
+        self.autoinc_consecutive = True
+
+    @property
+    def database(self) -> str:
+        return self._queue_dsn.database
+
+    def _record_grab_connection(self, connection: Any) -> None:
+        # thread_id() is the server's CONNECTION_ID(), known from the handshake.
+        self.grab_connection_id = int(connection.thread_id())
+
+    def _pools(self) -> tuple[MySQLPool, MySQLPool, MySQLPool]:
+        if self.repository is None or self.jobs is None or self.grabber is None:
+            raise StoreUnavailable("store is closed")
+        return self.repository, self.jobs, self.grabber
+
+    async def open(self) -> None:
+        self.jobs = MySQLPool(self._queue_dsn, self._reactor, size=self._pool_size,
+                              io_timeout=DEFAULT_IO_TIMEOUT)
+        self.repository = (
+            self.jobs if self._same_database else
+            MySQLPool(self._repository_dsn, self._reactor, size=2, io_timeout=DEFAULT_IO_TIMEOUT)
+        )
+        self.grabber = MySQLPool(self._queue_dsn, self._reactor, size=1,
+                                 io_timeout=LOCK_IO_TIMEOUT,
+                                 on_connect=self._record_grab_connection)
+        await self.repository.run("create schema", _create_repository)
+        self.autoinc_consecutive = await self.jobs.run(
+            "read settings", _autoinc_consecutive, transaction=False)
+
+    async def close(self) -> None:
+        pools = {id(p): p for p in (self.grabber, self.jobs, self.repository) if p is not None}
+        self.grabber = self.jobs = self.repository = None
+        for pool in pools.values():
+            pool.close()
+
+    async def ping(self) -> None:
+        repository, jobs, _ = self._pools()
+        await repository.run("ping", _ping, transaction=False)
+        if jobs is not repository:
+            await jobs.run("ping", _ping, transaction=False)
+
+    # Definitions
+
+    async def list_queues(self) -> list[QueueDefinition]:
+        return await self._pools()[0].run("list queues", _list_queues, None, transaction=False)
+
+    async def get_queue(self, name: str) -> QueueDefinition | None:
+        found = await self._pools()[0].run("get queue", _list_queues, name, transaction=False)
+        return found[0] if found else None
+
+    async def put_queue(self, definition: QueueDefinition) -> bool:
+        stored = QueueDefinition(
+            definition.name, definition.polling_interval, definition.max_workers,
+            round_rate(definition.max_dispatches_per_second), definition.max_burst_size,
+        )
+        return await self._pools()[0].run("put queue", _put_queue, stored)
+
+    async def delete_queue(self, name: str) -> QueueDefinition | None:
+        return await self._pools()[0].run("delete queue", _delete_queue, name)
+
+    async def list_routings(self) -> list[Routing]:
+        return await self._pools()[0].run("list routings", _list_routings, None, transaction=False)
+
+    async def get_routing(self, category: str) -> Routing | None:
+        found = await self._pools()[0].run(
+            "get routing", _list_routings, category, transaction=False)
+        return found[0] if found else None
+
+    async def put_routing(self, routing: Routing) -> bool:
+        return await self._pools()[0].run("put routing", _put_routing, routing)
+
+    async def delete_routing(self, category: str) -> Routing | None:
+        return await self._pools()[0].run("delete routing", _delete_routing, category)
+
+    async def revisions(self) -> tuple[int, int]:
+        return await self._pools()[0].run("read revisions", _revisions, transaction=False)
+
+    # Jobs
+
+    async def prepare_queue(self, table: str) -> None:
+        if table not in self._prepared:
+            await self._pools()[1].run("create queue tables", _create_job_tables, table)
+            self._prepared.add(table)
+
+    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
+        now = int(self._clock.seconds() * 1000)
+        consecutive = self.autoinc_consecutive
+        # One table: a single multi-row INSERT, atomic by itself.
+        several = not consecutive or len({part for part, _ in jobs}) > 1
+        ids = await self._pools()[1].run("push", _push, jobs, consecutive, transaction=several)
+        return [PushedJob(job_id, now, now + job.run_after * 1000)
+                for job_id, (_, job) in zip(ids, jobs)]
+
+    async def due_tables(self, tables: Sequence[str]) -> set[str]:
+        return await self._pools()[1].run("due check", _due_tables, tables, transaction=False)
+
+    def _locks_of(self, table: str) -> list[str]:
+        return sorted(self.locks_by_table.get(table, ()))
+
+    async def grab(self, table: str, limit: int) -> list[Job]:
+        locks = self._locks_of(table)
+        if not locks:
+            return []
+        return await self._pools()[2].run("grab", _grab, table, limit, locks)
+
+    async def complete(self, completions: Sequence[Completion]) -> None:
+        await self._pools()[1].run("complete", _complete, completions)
+
+    async def recover(self, table: str) -> int:
+        locks = self._locks_of(table)
+        if not locks:
+            return 0
+        return await self._pools()[2].run("recover", _recover, table, locks, transaction=False)
+
+    async def list_jobs(
+        self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
+    ) -> Page[Job]:
+        return await self._pools()[1].run(
+            "list jobs", _list_jobs, table, state, ascending, cursor, limit, transaction=False)
+
+    async def get_job(self, table: str, job_id: int) -> Job | None:
+        return await self._pools()[1].run("get job", _get_job, table, job_id, False,
+                                          transaction=False)
+
+    async def delete_job(self, table: str, job_id: int) -> Job | None:
+        return await self._pools()[1].run("delete job", _get_job, table, job_id, True)
+
+    async def list_failed(
+        self, table: str, order: FailedOrder, cursor: Cursor | None, limit: int
+    ) -> Page[FailedJob]:
+        return await self._pools()[1].run(
+            "list failed", _list_failed, table, order, cursor, limit, transaction=False)
+
+    async def get_failed(self, table: str, failure_id: int) -> FailedJob | None:
+        return await self._pools()[1].run(
+            "get failed", _get_failed, table, failure_id, False, transaction=False)
+
+    async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
+        return await self._pools()[1].run("delete failed", _get_failed, table, failure_id, True)
+
+    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
+        return await self._pools()[1].run("count jobs", _counts, tables, transaction=False)
+
+    # Locks (used by the activator, on the grab connection)
+
+    async def check_locks(self, names: Sequence[str]) -> tuple[int, dict[str, bool]]:
+        """Keep or take each lock: (this session's id, whether it now holds each)."""
+        return await self._pools()[2].run("check locks", _check_locks, names, transaction=False)
+
+    async def release_locks(self, names: Sequence[str]) -> None:
+        if names:
+            await self._pools()[2].run("release locks", _release_locks, names, transaction=False)
+
+    async def kill_session(self, connection_id: int) -> None:
+        await self._pools()[1].run("end old session", _kill, connection_id, transaction=False)
+
+    async def lock_holder(self, name: str) -> tuple[str, str] | None:
+        """(connection id, client host) of the session holding a lock, if visible."""
+        return await self._pools()[1].run("find lock holder", _lock_holder, name,
+                                          transaction=False)
+
+
+# Transactions: plain functions on a cursor, run in a pool thread.
+
+
+def _ping(txn: Txn) -> None:
+    txn.execute("SELECT 1")
+    txn.fetchall()
+
+
+def _autoinc_consecutive(txn: Txn) -> bool:
+    # With innodb_autoinc_lock_mode 2, one multi-row INSERT may get interleaved ids.
+    txn.execute("SELECT @@innodb_autoinc_lock_mode")
+    row = txn.fetchone()
+    return row is None or int(row[0]) != 2
+
+
+def _create_repository(txn: Txn) -> None:
+    for statement in _REPOSITORY_SCHEMA:
+        txn.execute(statement)
+
+
+def _create_job_tables(txn: Txn, part: str) -> None:
+    names = {"jobs": job_table(part), "failures": failure_table(part)}
+    for statement in _JOB_TABLE_SCHEMA:
+        txn.execute(statement.format(**names))
+    txn.execute(
+        "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = %s AND INDEX_NAME = %s",
+        ("fireworq_jq_fail(%s)" % part, _FAILED_ORDER_INDEX),
+    )
+    if int(txn.fetchone()[0]) == 0:
+        try:
+            txn.execute("ALTER TABLE %s ADD INDEX `%s` (`failed_at`, `failure_id`)"
+                        % (failure_table(part), _FAILED_ORDER_INDEX))
+        except Exception as error:
+            # Another node added it in the meantime (duplicate key name): fine.
+            if "1061" not in str(error) and "Duplicate key name" not in str(error):
+                raise
+
+
+def _bump_revision(txn: Txn, name: str) -> None:
+    txn.execute(
+        "INSERT INTO config_revision (name, revision) VALUES (%s, 1)"
+        " ON DUPLICATE KEY UPDATE revision = revision + 1",
+        (name,),
+    )
+
+
+def _list_queues(txn: Txn, name: str | None) -> list[QueueDefinition]:
+    query = (
+        "SELECT q.name, q.polling_interval, q.max_workers,"
+        " t.max_dispatches_per_second, t.max_burst_size"
+        " FROM queue q LEFT JOIN queue_throttle t ON t.name = q.name"
+    )
+    if name is None:
+        txn.execute(query + " ORDER BY q.name")
+    else:
+        txn.execute(query + " WHERE q.name = %s", (name.encode("utf-8"),))
+    return [
+        QueueDefinition(
+            name=text(row[0]), polling_interval=int(row[1]), max_workers=int(row[2]),
+            max_dispatches_per_second=round_rate(float(row[3] or 0.0)),
+            max_burst_size=int(row[4] or 0),
+        )
+        for row in txn.fetchall()
+    ]
+
+
+def _put_queue(txn: Txn, definition: QueueDefinition) -> bool:
+    existing = _list_queues(txn, definition.name)
+    if existing and existing[0] == definition:
+        return False
+    name = definition.name.encode("utf-8")
+    txn.execute(
+        "INSERT INTO queue (name, polling_interval, max_workers) VALUES (%s, %s, %s)"
+        " ON DUPLICATE KEY UPDATE polling_interval = VALUES(polling_interval),"
+        " max_workers = VALUES(max_workers)",
+        (name, definition.polling_interval, definition.max_workers),
+    )
+    txn.execute(
+        "INSERT INTO queue_throttle (name, max_dispatches_per_second, max_burst_size)"
+        " VALUES (%s, %s, %s) ON DUPLICATE KEY UPDATE"
+        " max_dispatches_per_second = VALUES(max_dispatches_per_second),"
+        " max_burst_size = VALUES(max_burst_size)",
+        (name, definition.max_dispatches_per_second, definition.max_burst_size),
+    )
+    _bump_revision(txn, "queue_definition")
+    return True
+
+
+def _delete_queue(txn: Txn, name: str) -> QueueDefinition | None:
+    existing = _list_queues(txn, name)
+    if not existing:
+        return None
+    encoded = name.encode("utf-8")
+    txn.execute("DELETE FROM queue WHERE name = %s", (encoded,))
+    txn.execute("DELETE FROM queue_throttle WHERE name = %s", (encoded,))
+    _bump_revision(txn, "queue_definition")
+    return existing[0]
+
+
+def _list_routings(txn: Txn, category: str | None) -> list[Routing]:
+    if category is None:
+        txn.execute(
+            "SELECT queue_name, job_category FROM routing ORDER BY queue_name, job_category"
+        )
+    else:
+        txn.execute("SELECT queue_name, job_category FROM routing WHERE job_category = %s",
+                    (category.encode("utf-8"),))
+    return [Routing(queue_name=text(row[0]), job_category=text(row[1]))
+            for row in txn.fetchall()]
+
+
+def _put_routing(txn: Txn, routing: Routing) -> bool:
+    existing = _list_routings(txn, routing.job_category)
+    if existing and existing[0] == routing:
+        return False
+    txn.execute(
+        "INSERT INTO routing (job_category, queue_name) VALUES (%s, %s)"
+        " ON DUPLICATE KEY UPDATE queue_name = VALUES(queue_name)",
+        (routing.job_category.encode("utf-8"), routing.queue_name.encode("utf-8")),
+    )
+    _bump_revision(txn, "routing")
+    return True
+
+
+def _delete_routing(txn: Txn, category: str) -> Routing | None:
+    existing = _list_routings(txn, category)
+    if not existing:
+        return None
+    txn.execute("DELETE FROM routing WHERE job_category = %s", (category.encode("utf-8"),))
+    _bump_revision(txn, "routing")
+    return existing[0]
+
+
+def _revisions(txn: Txn) -> tuple[int, int]:
+    txn.execute("SELECT name, revision FROM config_revision")
+    found = {text(row[0]): int(row[1]) for row in txn.fetchall()}
+    return found.get("queue_definition", 0), found.get("routing", 0)
+
+
+_INSERT_COLUMNS = (
+    "(next_try, created_at, retry_count, retry_delay, fail_count, category, url, payload,"
+    " timeout)"
+)
+_INSERT_VALUES = "(%s + %%s, %s, %%s, %%s, 0, %%s, %%s, %%s, %%s)" % (NOW_MS, NOW_MS)
+
+
+def _insert_values(job: NewJob) -> tuple[Any, ...]:
+    return (job.run_after * 1000, job.max_retries, job.retry_delay,
+            job.category.encode("utf-8"), job.url.encode("utf-8"), job.payload, job.timeout)
+
+
+def _push(txn: Txn, jobs: Sequence[tuple[str, NewJob]], consecutive: bool) -> list[int]:
+    by_table: dict[str, list[int]] = {}
+    for index, (part, _) in enumerate(jobs):
+        by_table.setdefault(part, []).append(index)
+    ids = [0] * len(jobs)
+    for part, indexes in by_table.items():
+        batch = [jobs[i][1] for i in indexes] if consecutive else []
+        if consecutive:
+            # One statement per table; a simple multi-row INSERT gets consecutive ids.
+            txn.execute(
+                "INSERT INTO %s %s VALUES %s"
+                % (job_table(part), _INSERT_COLUMNS, ",".join([_INSERT_VALUES] * len(batch))),
+                [value for job in batch for value in _insert_values(job)],
+            )
+            first = int(txn.lastrowid)
+            for offset, index in enumerate(indexes):
+                ids[index] = first + offset
+        else:
+            for index in indexes:
+                txn.execute("INSERT INTO %s %s VALUES %s"
+                            % (job_table(part), _INSERT_COLUMNS, _INSERT_VALUES),
+                            _insert_values(jobs[index][1]))
+                ids[index] = int(txn.lastrowid)
+    return ids
+
+
+def _due_tables(txn: Txn, parts: Sequence[str]) -> set[str]:
+    if not parts:
+        return set()
+    query = " UNION ALL ".join(
+        "SELECT %d FROM DUAL WHERE EXISTS (SELECT 1 FROM %s WHERE status = 'claimed'"
+        " AND next_try <= %s)" % (index, job_table(part), NOW_MS)
+        for index, part in enumerate(parts)
+    )
+    txn.execute(query)
+    return {parts[int(row[0])] for row in txn.fetchall()}
+
+
+def _holds_any(locks: Sequence[str]) -> str:
+    return "(%s)" % " OR ".join(["IS_USED_LOCK(%s) = CONNECTION_ID()"] * len(locks))
+
+
+def _grab(txn: Txn, part: str, limit: int, locks: Sequence[str]) -> list[Job]:
+    table = job_table(part)
+    # 1. Pre-select without locking rows (a locking read here would block pushes), and
+    #    only while this very session holds the queue's lock.
+    txn.execute(
+        "SELECT job_id FROM %s WHERE %s AND status = 'claimed' AND next_try <= %s"
+        " ORDER BY next_try, job_id LIMIT %d" % (table, _holds_any(locks), NOW_MS, limit),
+        tuple(locks),
+    )
+    ids = [row[0] for row in txn.fetchall()]
+    if not ids:
+        return []
+    # 2. Lock those still claimed (READ COMMITTED; skip any another session holds).
+    txn.execute(
+        "SELECT %s FROM %s WHERE job_id IN (%s) AND status = 'claimed' FOR UPDATE SKIP LOCKED"
+        % (JOB_COLUMNS, table, _placeholders(len(ids))),
+        ids,
+    )
+    rows = txn.fetchall()
+    if not rows:
+        return []
+    # 3. Mark them ours.
+    locked = [row[0] for row in rows]
+    txn.execute(
+        "UPDATE %s SET status = 'grabbed', grabber_id = CONNECTION_ID() WHERE job_id IN (%s)"
+        % (table, _placeholders(len(locked))),
+        locked,
+    )
+    grabber_id = int(txn.connection.thread_id())
+    jobs = [job_from_row((*row[:4], "grabbed", *row[5:11], grabber_id)) for row in rows]
+    jobs.sort(key=lambda job: (job.next_try, job.id))
+    return jobs
+
+
+def _complete(txn: Txn, completions: Sequence[Completion]) -> None:
+    deletes, retries, failures = group_completions(completions)
+    guard = "status = 'grabbed' AND grabber_id = %s"
+    for (part, grabber_id), ids in deletes.items():
+        txn.execute(
+            "DELETE FROM %s WHERE job_id IN (%s) AND %s"
+            % (job_table(part), _placeholders(len(ids)), guard),
+            (*ids, grabber_id),
+        )
+    for (part, grabber_id), ids in retries.items():
+        txn.execute(
+            "UPDATE %s SET status = 'claimed', grabber_id = NULL,"
+            " next_try = %s + retry_delay * 1000, retry_count = retry_count - 1,"
+            " fail_count = fail_count + 1 WHERE job_id IN (%s) AND %s"
+            % (job_table(part), NOW_MS, _placeholders(len(ids)), guard),
+            (*ids, grabber_id),
+        )
+    for completion in failures:
+        job = completion.job
+        txn.execute(
+            "DELETE FROM %s WHERE job_id = %%s AND %s" % (job_table(completion.table), guard),
+            (job.id, job.grabber_id),
+        )
+        if txn.rowcount != 1:
+            continue  # deleted meanwhile or no longer ours: its outcome is not written
+        txn.execute(
+            "INSERT INTO %s (job_id, category, url, payload, result, fail_count, failed_at,"
+            " created_at) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %s, %%s)"
+            % (failure_table(completion.table), NOW_MS),
+            (job.id, job.category.encode("utf-8"), job.url.encode("utf-8"), job.payload,
+             encode_result(completion.result), job.fail_count + 1, job.created_at),
+        )
+
+
+def _recover(txn: Txn, part: str, locks: Sequence[str]) -> int:
+    txn.execute(
+        "UPDATE %s SET status = 'claimed', grabber_id = NULL WHERE %s AND status = 'grabbed'"
+        " AND (grabber_id IS NULL OR grabber_id <> CONNECTION_ID())"
+        % (job_table(part), _holds_any(locks)),
+        tuple(locks),
+    )
+    return int(txn.rowcount)
+
+
+def _list_jobs(
+    txn: Txn, part: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
+) -> Page[Job]:
+    conditions = [_STATE_CONDITIONS[state]]
+    params: list[Any] = []
+    if cursor is not None:
+        conditions.append(keyset_condition("next_try", "job_id", not ascending, "%s"))
+        params += [cursor.time, cursor.time, cursor.id]
+    direction = "ASC" if ascending else "DESC"
+    txn.execute(
+        "SELECT %s FROM %s WHERE %s ORDER BY next_try %s, job_id %s LIMIT %d"
+        % (JOB_COLUMNS, job_table(part), " AND ".join(conditions), direction, direction,
+           limit + 1),
+        params or None,
+    )
+    return page_of(txn.fetchall(), limit, job_from_row, lambda j: (j.next_try, j.id))
+
+
+def _get_job(txn: Txn, part: str, job_id: int, delete: bool) -> Job | None:
+    lock = " FOR UPDATE" if delete else ""
+    txn.execute("SELECT %s FROM %s WHERE job_id = %%s%s" % (JOB_COLUMNS, job_table(part), lock),
+                (job_id,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    if delete:
+        txn.execute("DELETE FROM %s WHERE job_id = %%s" % job_table(part), (job_id,))
+    return job_from_row(row)
+
+
+def _list_failed(
+    txn: Txn, part: str, order: FailedOrder, cursor: Cursor | None, limit: int
+) -> Page[FailedJob]:
+    time_column = "failed_at" if order is FailedOrder.FAILED else "created_at"
+    where, params = "", []
+    if cursor is not None:
+        where = " WHERE " + keyset_condition(time_column, "failure_id", True, "%s")
+        params = [cursor.time, cursor.time, cursor.id]
+    txn.execute(
+        "SELECT %s FROM %s%s ORDER BY %s DESC, failure_id DESC LIMIT %d"
+        % (FAILED_COLUMNS, failure_table(part), where, time_column, limit + 1),
+        params or None,
+    )
+    key: Callable[[FailedJob], tuple[int, int]] = (
+        (lambda f: (f.failed_at, f.id)) if order is FailedOrder.FAILED
+        else (lambda f: (f.created_at, f.id))
+    )
+    return page_of(txn.fetchall(), limit, failed_from_row, key)
+
+
+def _get_failed(txn: Txn, part: str, failure_id: int, delete: bool) -> FailedJob | None:
+    lock = " FOR UPDATE" if delete else ""
+    txn.execute("SELECT %s FROM %s WHERE failure_id = %%s%s"
+                % (FAILED_COLUMNS, failure_table(part), lock), (failure_id,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    if delete:
+        txn.execute("DELETE FROM %s WHERE failure_id = %%s" % failure_table(part), (failure_id,))
+    return failed_from_row(row)
+
+
+def _counts(txn: Txn, parts: Sequence[str]) -> dict[str, StateCounts]:
+    result = {}
+    for part in parts:
+        txn.execute(
+            "SELECT COALESCE(SUM(status = 'claimed' AND next_try <= {now}), 0),"
+            " COALESCE(SUM(status = 'claimed' AND next_try > {now}), 0),"
+            " COALESCE(SUM(status = 'grabbed'), 0) FROM {table}".format(
+                now=NOW_MS, table=job_table(part))
+        )
+        waiting, deferred, grabbed = txn.fetchone()
+        txn.execute("SELECT COUNT(*) FROM %s" % failure_table(part))
+        (failed,) = txn.fetchone()
+        result[part] = StateCounts(int(waiting), int(deferred), int(grabbed), int(failed))
+    return result
+
+
+def _check_locks(txn: Txn, names: Sequence[str]) -> tuple[int, dict[str, bool]]:
+    # One statement for every queue: keep the locks held, try (without waiting) the others.
+    columns = "".join(
+        ", IF(IS_USED_LOCK(%s) = CONNECTION_ID(), 1, GET_LOCK(%s, 0))" for _ in names
+    )
+    txn.execute("SELECT CONNECTION_ID()" + columns,
+                [value for name in names for value in (name, name)])
+    row = txn.fetchone()
+    return int(row[0]), {name: row[i + 1] == 1 for i, name in enumerate(names)}
+
+
+def _release_locks(txn: Txn, names: Sequence[str]) -> None:
+    txn.execute("SELECT " + ", ".join(["RELEASE_LOCK(%s)"] * len(names)), list(names))
+    txn.fetchall()
+
+
+def _kill(txn: Txn, connection_id: int) -> None:
+    txn.execute("KILL CONNECTION %d" % connection_id)
+
+
+def _lock_holder(txn: Txn, name: str) -> tuple[str, str] | None:
+    txn.execute(
+        "SELECT p.ID, p.HOST FROM information_schema.PROCESSLIST p"
+        " WHERE p.ID = IS_USED_LOCK(%s)", (name,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    host = text(row[1])
+    if ":" in host:
+        host = host.rsplit(":", 1)[0]  # the client's port, as Fireworq strips it
+    return str(row[0]), host
