@@ -21,6 +21,7 @@ from twisted.trial.unittest import TestCase
 
 # tests/ is not a package: pytest's default ("prepend") import mode puts this directory on
 # sys.path, so the shared suite is imported by its module name.
+import mysqltools
 from storage_contract import StoreContractMixin, newJob
 
 from fireworq.model import (
@@ -37,6 +38,8 @@ from fireworq.storage import Store
 from fireworq.storage.memory import MemoryStore
 from fireworq.storage.sqlcommon import job_table
 from fireworq.storage.sqlite import SqliteStore
+from fireworq.dsn import parse_dsn
+from fireworq.storage.mysql import MySQLStore, lock_name
 
 # ---------------------------------------------------------------------------------------
 # in-memory
@@ -182,29 +185,64 @@ class SqliteStoreContractTests(StoreContractMixin, TestCase):
 
 
 # ---------------------------------------------------------------------------------------
-# mysql: NOT YET WRITTEN. When fireworq/storage/mysql.py exists, add its suite here and
-# change nothing in storage_contract.py. It needs:
-#
-#   class MySQLStoreContractTests(StoreContractMixin, TestCase):
-#       skip = None if os.environ.get("FIREWORQ_TEST_MYSQL_DSN") else "no MariaDB/MySQL"
-#
-#       async def makeStore(self) -> Store:
-#           # A fresh, empty database per test (e.g. CREATE DATABASE fireworq_test_<random>,
-#           # dropped in a cleanup), the store opened on it with clock=self.clock, and
-#           # self.addCleanup(store.close).
-#           # Time: the suite drives job times with self.clock (a task.Clock). The MySQL
-#           # driver takes its times from the DB clock, so either give it a test hook that
-#           # reads `clock` instead (e.g. `SET TIMESTAMP = clock.seconds()` at the start of
-#           # each transaction), or override storeNow()/advanceTo() here.
-#
-#       async def otherNode(self) -> Store:
-#           # A second store opened on the same database: its connection id (the grabber
-#           # id) differs from ours.
-#
-#       async def markGrabbedByNobody(self, table: str, job_id: int) -> None:
-#           # UPDATE `fireworq_jq(<table>)` SET status='grabbed', grabber_id=NULL
-#           #   WHERE job_id=<job_id>, on a connection of its own.
-#
-#       def ourGrabberId(self) -> int | None:
-#           # Only if the store does not expose `grabber_id`.
+# mysql
 # ---------------------------------------------------------------------------------------
+
+
+class _LockingMySQLStore(MySQLStore):
+    """
+    A L{MySQLStore} that takes the queue's lock around each grab and recovery, as the
+    activator would, and lets it go again, so that two stores can take turns.
+    """
+
+    async def _locked(self, table: str, operation: Any) -> Any:
+        name = lock_name(table, self.database, "database")
+        self.locks_by_table[table] = {name}
+        _, held = await self.check_locks([name])
+        assert held[name], "the test lock of %s is held elsewhere" % table
+        try:
+            return await operation()
+        finally:
+            await self.release_locks([name])
+
+    async def grab(self, table: str, limit: int) -> Any:
+        parent = super().grab
+        return await self._locked(table, lambda: parent(table, limit))
+
+    async def recover(self, table: str) -> int:
+        parent = super().recover
+        result: int = await self._locked(table, lambda: parent(table))
+        return result
+
+
+class MySQLStoreContractTests(StoreContractMixin, TestCase):
+    """The contract, for L{MySQLStore} on a database of its own (DB clock = C{self.clock})."""
+
+    database: str
+
+    async def openStore(self) -> MySQLStore:
+        dsn = parse_dsn(mysqltools.dsn_text(self.database))
+        store = _LockingMySQLStore(dsn, dsn, reactor, self.clock, pool_size=2,
+                                   session_clock=self.clock)
+        await store.open()
+        self.addCleanup(store.close)
+        return store
+
+    async def makeStore(self) -> Store:
+        self.database = mysqltools.create_database()
+        self.addCleanup(mysqltools.drop_database, self.database)
+        return await self.openStore()
+
+    async def otherNode(self) -> Store:
+        return await self.openStore()
+
+    def ourGrabberId(self) -> int | None:
+        return cast(MySQLStore, self.store).grab_connection_id
+
+    async def markGrabbedByNobody(self, table: str, job_id: int) -> None:
+        mysqltools.execute(
+            self.database,
+            "UPDATE %s SET status = 'grabbed', grabber_id = NULL WHERE job_id = %%s"
+            % job_table(table),
+            (job_id,),
+        )

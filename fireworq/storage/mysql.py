@@ -139,8 +139,14 @@ class MySQLStore:
 
     def __init__(
         self, repository: MySQLDSN, queue: MySQLDSN, reactor: Any, clock: IReactorTime,
-        *, pool_size: int = 8,
+        *, pool_size: int = 8, session_clock: IReactorTime | None = None,
     ) -> None:
+        """``session_clock`` is for tests: the database clock then reads it (SET TIMESTAMP
+        before every interaction) so that job times can be driven by a ``task.Clock``."""
+        self._before: Callable[[Any], None] | None = None
+        if session_clock is not None:
+            self._before = lambda cursor: cursor.execute(
+                "SET TIMESTAMP = %s", (session_clock.seconds(),))
         self._repository_dsn = repository
         self._queue_dsn = queue
         self._reactor = reactor
@@ -174,14 +180,15 @@ class MySQLStore:
 
     async def open(self) -> None:
         self.jobs = MySQLPool(self._queue_dsn, self._reactor, size=self._pool_size,
-                              io_timeout=DEFAULT_IO_TIMEOUT)
+                              io_timeout=DEFAULT_IO_TIMEOUT, before=self._before)
         self.repository = (
             self.jobs if self._same_database else
-            MySQLPool(self._repository_dsn, self._reactor, size=2, io_timeout=DEFAULT_IO_TIMEOUT)
+            MySQLPool(self._repository_dsn, self._reactor, size=2,
+                      io_timeout=DEFAULT_IO_TIMEOUT, before=self._before)
         )
         self.grabber = MySQLPool(self._queue_dsn, self._reactor, size=1,
                                  io_timeout=LOCK_IO_TIMEOUT,
-                                 on_connect=self._record_grab_connection)
+                                 on_connect=self._record_grab_connection, before=self._before)
         await self.repository.run("create schema", _create_repository)
         self.autoinc_consecutive = await self.jobs.run(
             "read settings", _autoinc_consecutive, transaction=False)

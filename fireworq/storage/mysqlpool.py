@@ -117,7 +117,9 @@ class MySQLPool(adbapi.ConnectionPool):
     def __init__(
         self, dsn: MySQLDSN, reactor: Any, *, size: int, io_timeout: float,
         on_connect: Callable[[Any], None] | None = None,
+        before: Callable[[Any], None] | None = None,
     ) -> None:
+        self._before = before
         setup = session_setup(dsn)
 
         def open_connection(connection: Any) -> None:
@@ -136,6 +138,8 @@ class MySQLPool(adbapi.ConnectionPool):
         connection = adbapi.ConnectionPool.connect(self)
         cursor = connection.cursor()
         try:
+            if self._before is not None:
+                self._before(cursor)
             if transaction:
                 connection.begin()
             result = interaction(cursor, *args, **kw)
