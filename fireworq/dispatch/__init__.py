@@ -1,0 +1,1 @@
+"""Dispatching: one dispatcher per queue grabs due jobs and delivers them."""

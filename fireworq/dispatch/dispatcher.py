@@ -1,0 +1,351 @@
+"""The dispatcher of one queue (DESIGN.md section 5).
+
+It grabs only as many due jobs as it has free worker slots, delivers each, and writes the
+outcome. It looks for due jobs when woken (a push through this node, a slot freed after a
+full grab) and on its polling timer, the safety net for pushes made elsewhere and for
+delayed jobs.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Protocol
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from fireworq.dispatch.stats import QueueStats
+from fireworq.dispatch.throttle import TokenBucket
+from fireworq.errors import StoreUnavailable
+from fireworq.logs import QueueLog
+from fireworq.model import (
+    Completion,
+    CompletionKind,
+    Job,
+    QueueDefinition,
+    ResultStatus,
+    WorkerResult,
+)
+from fireworq.storage import JobStore
+
+log = Logger()
+
+# Completion writes are retried while the store is away: the slot stays taken meanwhile,
+# so a dead store also stops grabbing. After this the job is left to orphan recovery.
+COMPLETION_RETRY_DELAYS = (0.1, 0.2, 0.5, 1, 2, 3, 5, 5, 5, 5, 10, 10, 10, 10, 10)
+
+
+class Deliverer(Protocol):
+    async def deliver(self, job: Job) -> WorkerResult: ...
+
+
+def completion_kind(job: Job, result: WorkerResult) -> CompletionKind:
+    """API.md 3.4: what an attempt's result does to its job."""
+    if result.status == ResultStatus.SUCCESS.value:
+        return CompletionKind.SUCCESS
+    if result.status == ResultStatus.PERMANENT_FAILURE.value or job.retry_count <= 0:
+        return CompletionKind.FAIL
+    return CompletionKind.RETRY
+
+
+class QueueDispatcher:
+    """Grabs and delivers the jobs of one queue while this node is active for it."""
+
+    def __init__(
+        self,
+        definition: QueueDefinition,
+        *,
+        clock: IReactorTime,
+        store: JobStore,
+        deliverer: Deliverer,
+        due_check: Callable[[str], Awaitable[bool]],
+        write_completion: Callable[[Completion], Awaitable[None]],
+        stats: QueueStats,
+        queue_log: QueueLog,
+    ) -> None:
+        self.definition = definition
+        self._clock = clock
+        self._store = store
+        self._deliverer = deliverer
+        self._due_check = due_check
+        self._write_completion = write_completion
+        self.stats = stats
+        self._queue_log = queue_log
+        self._bucket: TokenBucket | None = None
+        self._configure_throttle()
+        self._poll: LoopingCall | None = None
+        self._poll_start: IDelayedCall | None = None
+        self._grab_call: IDelayedCall | None = None
+        self._running = False
+        self.active = False
+        self._grabbing = False
+        # The grab in progress, until it has started the deliveries of its jobs.
+        self._grab_running: Deferred[None] | None = None
+        self._backlog = False
+        self.busy = 0
+        self.waiting_for_token = 0
+        self._in_flight: set[Deferred[None]] = set()
+        self._idle_waiters: list[Deferred[None]] = []
+
+    @property
+    def table(self) -> str:
+        return self.definition.table
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.definition.max_workers - self.busy)
+
+    # Lifetime
+
+    def start(self) -> None:
+        self._running = True
+        self._start_polling()
+
+    def _start_polling(self) -> None:
+        interval = self.definition.polling_interval / 1000.0
+        # Start on a multiple of the interval, so the polls of all queues with the same
+        # interval fall in the same reactor turn and share one due check.
+        now = self._clock.seconds()
+        delay = interval - (now % interval)
+        self._poll_start = self._clock.callLater(delay, self._begin_loop, interval)
+
+    def _begin_loop(self, interval: float) -> None:
+        self._poll_start = None
+        # A fresh LoopingCall each time, as TimerService does: a stopped one whose due check
+        # is still running would reschedule itself when that check ends if it were started
+        # again meanwhile, and two loops would poll.
+        self._poll = LoopingCall(self._tick)
+        self._poll.clock = self._clock
+        self._poll.start(interval, now=True).addErrback(
+            lambda f: log.failure("Polling of queue {queue} stopped", f, queue=self.definition.name)
+        )
+
+    def _stop_polling(self) -> None:
+        if self._poll_start is not None and self._poll_start.active():
+            self._poll_start.cancel()
+        self._poll_start = None
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        self._poll = None
+
+    def stop(self) -> Deferred[None]:
+        """Stop grabbing; the Deferred fires when the deliveries in progress are done."""
+        self._running = False
+        self._stop_polling()
+        if self._grab_call is not None and self._grab_call.active():
+            self._grab_call.cancel()
+        self._grab_call = None
+        return self.idle()
+
+    def idle(self) -> Deferred[None]:
+        """Fires once every delivery in progress (and its completion write) has ended.
+
+        Deliveries that a grab in progress is about to start count too. Cancelling the
+        Deferred (a shutdown timeout) abandons the deliveries, and it fails with
+        ``CancelledError``.
+        """
+        if self._is_idle():
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._give_up_waiting)
+        self._idle_waiters.append(waiter)
+        return waiter
+
+    def _is_idle(self) -> bool:
+        return not self._in_flight and self._grab_running is None
+
+    def _give_up_waiting(self, waiter: Deferred[None]) -> None:
+        if waiter in self._idle_waiters:
+            self._idle_waiters.remove(waiter)
+        self.abandon()
+
+    def _check_idle(self) -> None:
+        if self._is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def abandon(self) -> None:
+        """Cancel deliveries still running (shutdown timeout): their jobs stay grabbed.
+
+        A grab in progress is cancelled too, so that no delivery starts after this; jobs it
+        may have grabbed in the store are recovered like the others.
+        """
+        if self._grab_running is not None:
+            self._grab_running.cancel()
+        for running in list(self._in_flight):
+            running.cancel()
+        if self._bucket is not None:
+            self._bucket.release_all()
+
+    def update(self, definition: QueueDefinition) -> None:
+        """A new definition: later grabs follow it; deliveries in progress are untouched."""
+        old, self.definition = self.definition, definition
+        self._configure_throttle()
+        if self._running and old.polling_interval != definition.polling_interval:
+            self._stop_polling()
+            self._start_polling()
+        self._schedule_grab()
+
+    def _configure_throttle(self) -> None:
+        definition = self.definition
+        if definition.throttled:
+            if self._bucket is None:
+                self._bucket = TokenBucket(
+                    self._clock, definition.max_dispatches_per_second, definition.max_burst_size
+                )
+            else:
+                self._bucket.reconfigure(
+                    definition.max_dispatches_per_second, definition.max_burst_size
+                )
+        elif self._bucket is not None:
+            self._bucket.release_all()
+            self._bucket = None
+
+    def set_active(self, active: bool) -> None:
+        """Whether this node dispatches the queue; losing it stops grabbing at once."""
+        self.active = active
+        if active:
+            self.wake()
+
+    # Grabbing
+
+    def wake(self) -> None:
+        """Due jobs may be waiting: grab as soon as a slot is free."""
+        self._backlog = True
+        self._schedule_grab()
+
+    def _can_grab(self) -> bool:
+        return self._running and self.active and not self._grabbing and self.free_slots > 0
+
+    def _schedule_grab(self) -> None:
+        # Wake-ups of one reactor turn (several pushes, several finished jobs) make one grab.
+        if self._backlog and self._grab_call is None and self._can_grab():
+            self._grab_call = self._clock.callLater(0, self._grab_now)
+
+    def _grab_now(self) -> None:
+        self._grab_call = None
+        if self._backlog and self._can_grab():
+            self._grabbing = True
+            grabbing = self._grab_running = Deferred.fromCoroutine(self._grab())
+            grabbing.addErrback(self._grab_failed)
+            grabbing.addBoth(self._grab_ended, grabbing)
+
+    def _grab_failed(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):  # abandon()
+            log.failure("Grab for queue {queue} failed", failure, queue=self.definition.name)
+
+    def _grab_ended(self, _: object, grabbing: Deferred[None]) -> None:
+        if self._grab_running is grabbing:
+            self._grab_running = None
+        self._check_idle()
+
+    async def _grab(self) -> None:
+        wanted = self.free_slots
+        self._backlog = False
+        try:
+            jobs = await self._store.grab(self.table, wanted)
+        except StoreUnavailable as e:
+            log.warn("Cannot grab jobs of queue {queue}: {reason}", queue=self.definition.name,
+                     reason=e.reason)
+            return  # the next poll tries again
+        finally:
+            self._grabbing = False
+        if jobs:
+            self.stats.popped(len(jobs))
+        for job in jobs:
+            self._queue_log.pop(self.definition.name, job)
+            self._start_job(job)
+        # A full grab means more may be due: grab again as soon as slots free up.
+        if len(jobs) >= wanted:
+            self._backlog = True
+        self._schedule_grab()
+
+    async def _tick(self) -> None:
+        try:
+            if not self._can_grab():
+                return
+            # A backlog with no grab on its way (a wake-up came while a grab that then
+            # failed was running) is grabbed now; otherwise ask the store.
+            if self._backlog or await self._due_check(self.table):
+                self.wake()
+        except StoreUnavailable as e:
+            log.warn("Cannot poll queue {queue}: {reason}", queue=self.definition.name,
+                     reason=e.reason)
+        except Exception:
+            log.failure("Polling queue {queue} failed", queue=self.definition.name)
+
+    # Delivering
+
+    def _start_job(self, job: Job) -> None:
+        self.busy += 1
+        running = Deferred.fromCoroutine(self._run_job(job))
+        self._in_flight.add(running)
+        running.addErrback(self._job_failed, job)
+        running.addBoth(self._job_ended, running)
+
+    def _job_failed(self, failure: Failure, job: Job) -> None:
+        if not failure.check(CancelledError):
+            log.failure("Delivery of job {id} of queue {queue} failed", failure, id=job.id,
+                        queue=self.definition.name)
+
+    def _job_ended(self, _: object, running: Deferred[None]) -> None:
+        self._in_flight.discard(running)
+        self.busy -= 1
+        self._schedule_grab()
+        self._check_idle()
+
+    async def _run_job(self, job: Job) -> None:
+        if self._bucket is not None:
+            self.waiting_for_token += 1
+            try:
+                await self._bucket.take()
+            finally:
+                self.waiting_for_token -= 1
+        started = self._clock.seconds()
+        result = await self._deliverer.deliver(job)
+        finished = self._clock.seconds()
+        kind = completion_kind(job, result)
+        self._count(job, result, kind, started, finished)
+        await self._write(Completion(self.table, job, kind, result))
+
+    def _count(
+        self, job: Job, result: WorkerResult, kind: CompletionKind, started: float,
+        finished: float,
+    ) -> None:
+        stats, queue = self.stats, self.definition.name
+        stats.delivery_seconds.observe(finished - started)
+        if kind is CompletionKind.RETRY:
+            stats.total_failures += 1
+            self._queue_log.retry(queue, job, result.message)
+            return
+        if kind is CompletionKind.SUCCESS:
+            stats.total_successes += 1
+        else:
+            stats.total_failures += 1
+            stats.total_permanent_failures += 1
+            if result.status == ResultStatus.PERMANENT_FAILURE.value:
+                stats.worker_failure_outcomes += 1
+        stats.total_completes += 1
+        elapsed_ms = max(0, int(finished * 1000) - job.created_at)
+        stats.total_elapsed += elapsed_ms
+        stats.latency_seconds.observe(elapsed_ms / 1000.0)
+        self._queue_log.complete(queue, job, kind is CompletionKind.SUCCESS, result.message)
+
+    async def _write(self, completion: Completion) -> None:
+        for delay in (*COMPLETION_RETRY_DELAYS, None):
+            try:
+                await self._write_completion(completion)
+                return
+            except StoreUnavailable as e:
+                if delay is None:
+                    log.error(
+                        "Giving up writing the outcome of job {id} of queue {queue}: {reason};"
+                        " it stays grabbed until recovered", id=completion.job.id,
+                        queue=self.definition.name, reason=e.reason,
+                    )
+                    return
+                log.warn("Cannot write the outcome of job {id} of queue {queue}: {reason}",
+                         id=completion.job.id, queue=self.definition.name, reason=e.reason)
+                await deferLater(self._clock, delay, lambda: None)

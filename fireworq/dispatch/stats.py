@@ -1,0 +1,94 @@
+"""Per-queue counters of this node: the stats of API.md section 4 and the metric histograms."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Sequence
+
+from twisted.internet.interfaces import IReactorTime
+
+DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+LATENCY_BUCKETS = (
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 21600, 86400,
+)
+
+
+class RateWindow:
+    """Events in the last second, counted in 20 steps of 50 ms."""
+
+    _STEPS = 20
+    # Steps per second. Multiplying by it, not dividing by 0.05, puts a time on a step's
+    # boundary in that step: 0.15 / 0.05 is 2.9999999999999996, 0.15 * 20 is 3.0000000000000004.
+    _PER_SECOND = 20
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._counts = [0] * self._STEPS
+        self._slot_of = [-1] * self._STEPS
+
+    def add(self, count: int = 1) -> None:
+        slot = int(self._clock.seconds() * self._PER_SECOND)
+        index = slot % self._STEPS
+        if self._slot_of[index] != slot:
+            self._slot_of[index] = slot
+            self._counts[index] = 0
+        self._counts[index] += count
+
+    def per_second(self) -> int:
+        newest = int(self._clock.seconds() * self._PER_SECOND)
+        return sum(
+            count
+            for count, slot in zip(self._counts, self._slot_of)
+            if newest - self._STEPS < slot <= newest
+        )
+
+
+class Histogram:
+    """Cumulative-bucket histogram in Prometheus' shape, without its global registry."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self._counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(upper bound label, cumulative count) pairs, ending with ``+Inf``."""
+        running, result = 0, []
+        for bound, count in zip((*self.bounds, float("inf")), self._counts):
+            running += count
+            result.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return result
+
+    @property
+    def count(self) -> int:
+        return sum(self._counts)
+
+
+class QueueStats:
+    """Counters of one queue on this node; kept across definition changes."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.total_pushes = 0
+        self.total_pops = 0
+        self.total_successes = 0
+        self.total_failures = 0
+        self.total_permanent_failures = 0
+        self.total_completes = 0
+        self.total_elapsed = 0
+        self.worker_failure_outcomes = 0  # finished by the worker's permanent-failure
+        self.pushes = RateWindow(clock)
+        self.pops = RateWindow(clock)
+        self.delivery_seconds = Histogram(DELIVERY_BUCKETS)
+        self.latency_seconds = Histogram(LATENCY_BUCKETS)
+
+    def pushed(self, count: int = 1) -> None:
+        self.total_pushes += count
+        self.pushes.add(count)
+
+    def popped(self, count: int) -> None:
+        self.total_pops += count
+        self.pops.add(count)
