@@ -38,7 +38,7 @@ def _open_fds() -> int | None:
 def process_stats(now: float, started_at: float) -> dict[str, Any]:
     times = os.times()
     return {
-        "time": int(now * 1_000_000_000),
+        "time": int(now * 1_000_000) * 1000,  # µs are what a float holds exactly
         "version": __version__,
         "python_version": platform.python_version(),
         "pid": os.getpid(),

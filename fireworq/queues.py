@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -76,6 +76,7 @@ class QueueManager:
         self.routings: dict[str, str] = {}
         self._revisions: tuple[int, int] | None = None
         self._unrunnable_logged: set[str] = set()
+        self._defining = DeferredLock()
         self._pushes: TurnBatcher[tuple[str, NewJob], PushedJob] = TurnBatcher(
             clock, store.push, concurrency=push_concurrency
         )
@@ -95,17 +96,27 @@ class QueueManager:
             lambda f: log.failure("Definition refresh stopped", f)
         )
 
-    async def stop_dispatching(self) -> None:
-        """Stop grabbing everywhere; returns when deliveries in progress are done."""
+    async def stop_dispatching(self, timeout: float) -> bool:
+        """Stop grabbing everywhere and wait for the deliveries in progress and their
+        completion writes; after ``timeout`` seconds abandon those still running (their
+        jobs stay grabbed until recovered). ``False`` when something was abandoned."""
         if self._refresh.running:
             self._refresh.stop()
-        waits = [dispatcher.stop() for dispatcher in self.dispatchers.values()]
-        waits += [dispatcher.idle() for dispatcher in self._retiring]
-        await DeferredList(waits, consumeErrors=True)
+        dispatchers = [*self.dispatchers.values(), *self._retiring]
+        waits = [dispatcher.stop() for dispatcher in dispatchers]
+        expired = False
 
-    def abandon_deliveries(self) -> None:
-        for dispatcher in [*self.dispatchers.values(), *self._retiring]:
-            dispatcher.abandon()
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            for dispatcher in dispatchers:
+                dispatcher.abandon()
+
+        timer = self._clock.callLater(timeout, expire)
+        await DeferredList(waits, consumeErrors=True)
+        if timer.active():
+            timer.cancel()
+        return not expired
 
     def close(self) -> None:
         self._pushes.cancel()
@@ -136,16 +147,21 @@ class QueueManager:
         )
 
     async def put_queue(self, definition: QueueDefinition) -> QueueDefinition:
-        for other in await self._store.list_queues():
-            if other.name != definition.name and other.table == definition.table:
-                raise InvalidInput(
-                    "Queue name '%s' maps to the same tables as existing queue '%s'"
-                    % (definition.name, other.name)
-                )
-        await self._store.prepare_queue(definition.table)
-        await self._store.put_queue(definition)
-        await self._apply(definition)
-        return definition
+        # One definition at a time: two names with one table part, defined concurrently,
+        # would otherwise both pass the check below before either is stored.
+        async with self._defining:
+            for other in await self._store.list_queues():
+                if other.name != definition.name and other.table == definition.table:
+                    raise InvalidInput(
+                        "Queue name '%s' maps to the same tables as existing queue '%s'"
+                        % (definition.name, other.name)
+                    )
+            await self._store.prepare_queue(definition.table)
+            await self._store.put_queue(definition)
+            # As stored: MySQL keeps the throttle rate with 7 significant digits.
+            stored = await self._store.get_queue(definition.name) or definition
+            await self._apply(stored)
+        return stored
 
     async def delete_queue(self, name: str) -> QueueDefinition:
         deleted = await self._store.delete_queue(name)

@@ -11,6 +11,7 @@ from urllib.parse import unquote_to_bytes
 
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -61,7 +62,8 @@ def respond_error(request: IRequest, code: int, message: str) -> bytes:
 async def with_timeout(d: Deferred[Any], seconds: float, clock: IReactorTime) -> Any:
     try:
         return await d.addTimeout(seconds, clock)
-    except CancelledError:
+    except DeferredTimeoutError:
+        # addTimeout turns the cancellation it causes into its own TimeoutError.
         raise StoreUnavailable("no answer within %g seconds" % seconds) from None
 
 
@@ -87,6 +89,10 @@ class PathCheck(Resource):
             or ".." in segments
         ):
             return respond_error(request, 404, "No such endpoint: %s" % path)
+        # Klein binds its URL map to the Host header's name, and werkzeug refuses a name that
+        # is not UTF-8 or not IDNA (a text/html 400, or a 500 for "a..b"). No route depends
+        # on the host, so routing is given one that always binds.
+        request.requestHeaders.setRawHeaders(b"host", [b"localhost"])
         return self._routed.render(request)
 
 

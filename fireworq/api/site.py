@@ -12,12 +12,15 @@ from typing import Any, Sequence
 from twisted.internet.address import IPv6Address
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
 from twisted.web.resource import IResource
 
 from fireworq import jsontext
 from fireworq.logs import AccessLog
+
+log = Logger()
 
 
 def too_large_response(limit: int) -> bytes:
@@ -112,6 +115,31 @@ class FireworqRequest(server.Request):
             self.close_after_response()
         server.Request.process(self)
 
+    def _handleStar(self) -> None:
+        # Twisted answers a "*" target itself (200 for OPTIONS, else a bare 405 with
+        # "Allow: OPTIONS"); no route is named "*", so it gets the JSON 404 of any other path.
+        server.Request.render(self, server.Site.getResourceFor(self.site, self))
+
+    def processingFailed(self, reason: Failure) -> Failure:
+        # Twisted's own answer is a text/html page; errors are JSON (API.md 1.4).
+        log.failure("Unexpected error answering {method} {uri}", reason,
+                    method=self.method, uri=self.uri)
+        body = jsontext.encode(
+            {"code": 500, "error": "Internal Server Error",
+             "message": "Unexpected server error; details are in the error log"}
+        )
+        if self.startedWriting:
+            # Too late for a status: cut the response short rather than corrupt it.
+            if self.channel is not None:
+                self.channel.loseConnection()
+            return reason
+        self.setResponseCode(500)
+        self.responseHeaders.setRawHeaders(b"content-type", [b"application/json"])
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        server.Request.write(self, body)
+        server.Request.finish(self)
+        return reason
+
     def close_after_response(self) -> None:
         if self.channel is not None:
             self.channel.persistent = False
@@ -155,7 +183,8 @@ class FireworqSite(server.Site):
         max_request_body: int,
         keep_alive: bool,
     ) -> None:
-        server.Site.__init__(self, resource)
+        # The clock also runs the channels' idle timeouts, so tests can see and drive them.
+        server.Site.__init__(self, resource, reactor=clock)
         self.clock = clock
         self.access_log = access_log
         self.max_request_body = max_request_body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from urllib.parse import unquote_to_bytes
 
 from twisted.web.iweb import IRequest
 
@@ -18,12 +19,20 @@ _SCHEME = re.compile(r"https?://", re.IGNORECASE)
 
 
 def query_param(request: IRequest, name: bytes) -> str | None:
-    """The first occurrence of a parameter; an empty value counts as absent."""
-    values = request.args.get(name)
-    if not values or not values[0]:
-        return None
-    value: bytes = values[0]
-    return value.decode("utf-8", "replace")
+    """The first occurrence of a parameter; an empty value counts as absent.
+
+    Read from the request target rather than ``request.args``: Twisted also splits the query
+    on ``;``, which application/x-www-form-urlencoded does not (``?order=asc;x`` is no
+    valid order), and drops the parameters written without ``=``.
+    """
+    uri: bytes = request.uri
+    for pair in uri.partition(b"?")[2].split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if unquote_to_bytes(key.replace(b"+", b" ")) == name:
+            if not value:
+                return None
+            return unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8", "replace")
+    return None
 
 
 def limit_param(request: IRequest) -> int:

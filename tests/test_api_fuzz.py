@@ -1,0 +1,300 @@
+"""Property tests of the whole HTTP API (API.md 1.1 to 1.4): arbitrary, syntactically valid
+HTTP/1.1 requests to every route never get a 500, a traceback or an error that is not the
+JSON of API.md 1.4, and the node keeps answering.
+
+Requests go over raw HTTP into the real site of one in-memory node (L{apptools.ApiHarness})
+that lives for all the examples of a test, so state built by earlier examples (queues,
+routings, jobs, failures) is there for later ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import string
+from typing import Any
+from urllib.parse import quote, quote_from_bytes
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from apptools import (
+    FAILURE,
+    PERMANENT,
+    SUCCESS,
+    ApiHarness,
+    RawResponse,
+    build_request,
+    utc,
+)
+
+REASONS = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+MAX_BODY = 20000
+
+#: Every route of API.md 2.0 and its methods.
+ROUTES = {
+    "/": "GET HEAD", "/version": "GET HEAD", "/settings": "GET HEAD", "/stats": "GET HEAD",
+    "/healthz": "GET HEAD", "/readyz": "GET HEAD", "/metrics": "GET HEAD",
+    "/queues": "GET HEAD", "/queues/stats": "GET HEAD", "/queue/{q}": "GET HEAD PUT DELETE",
+    "/queue/{q}/node": "GET HEAD", "/queue/{q}/stats": "GET HEAD",
+    "/queue/{q}/grabbed": "GET HEAD", "/queue/{q}/waiting": "GET HEAD",
+    "/queue/{q}/deferred": "GET HEAD", "/queue/{q}/job/{id}": "GET HEAD DELETE",
+    "/queue/{q}/failed": "GET HEAD", "/queue/{q}/failed/{id}": "GET HEAD DELETE",
+    "/routings": "GET HEAD", "/routing/{c}": "GET HEAD PUT DELETE", "/job/{c}": "POST",
+}
+TOKEN_CHARS = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
+
+# Names that exist on the node (defined in setUp), so deeper code paths are reached.
+KNOWN_QUEUES = ["mail", "t", "Mail-2.eu"]
+KNOWN_CATEGORIES = ["send_welcome", "billing/invoice", "foo/"]
+
+tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)
+other_methods = st.sampled_from(["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH",
+                                 "OPTIONS"]) | tokens
+
+
+segment_texts = st.one_of(
+    st.text(max_size=20).map(lambda t: quote(t, safe="")),
+    st.text(max_size=20).map(lambda t: quote(t, safe="/")),
+    st.binary(max_size=20).map(lambda b: quote_from_bytes(b, safe="")),
+    st.text(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@", max_size=20),
+    st.sampled_from(["", ".", "..", "%00", "%ff", "%2F", "%2f", "%2e", "%2e%2e", "%c3",
+                     "%ED%A0%80", "a%2F..%2Fb", "/", "//", "a/", "%25", "%", "%zz"]),
+    st.integers(min_value=1, max_value=300).map(lambda n: "a" * n),
+    st.integers(min_value=1, max_value=130).map(lambda n: "%C3%A9" * n),
+)
+queue_names = st.one_of(st.sampled_from(KNOWN_QUEUES), st.sampled_from(KNOWN_QUEUES),
+                        segment_texts)
+ids = st.one_of(
+    st.integers(min_value=0, max_value=8).map(str),
+    st.integers(min_value=-5, max_value=2**70).map(str),
+    st.sampled_from(["0", "1", "2", "007", "9223372036854775807", "9223372036854775808",
+                     "1.0", "1e3", "+1", "-1", "%31", "%EF%BC%91"]),
+    segment_texts,
+)
+categories = st.one_of(st.sampled_from(KNOWN_CATEGORIES), st.sampled_from(KNOWN_CATEGORIES),
+                       segment_texts)
+
+
+@st.composite
+def targets(draw: st.DrawFn) -> tuple[str, str]:
+    """A method and a path: mostly one the route accepts, sometimes any other."""
+    template = draw(st.sampled_from(sorted(ROUTES)))
+    if draw(st.integers(0, 3)):
+        method = draw(st.sampled_from(ROUTES[template].split()))
+    else:
+        method = draw(other_methods)
+    return method, draw(paths(template))
+
+
+@st.composite
+def paths(draw: st.DrawFn, template: str) -> str:
+    path = template.replace("{q}", draw(queue_names)).replace("{id}", draw(ids))
+    path = path.replace("{c}", draw(categories))
+    if draw(st.integers(0, 9)) == 0:
+        path += draw(st.sampled_from(["/", "//", "/x", "/.", "/..", "%2F"]))
+    if draw(st.integers(0, 19)) == 0:
+        path = path.replace("/", draw(st.sampled_from(["//", "/./", "/%2e/"])), 1)
+    return path
+
+
+query_keys = st.sampled_from(["order", "limit", "cursor", "pp", "ORDER", "x", ""]) | st.text(
+    max_size=5).map(lambda t: quote(t, safe=""))
+query_values = st.one_of(
+    st.sampled_from(["asc", "desc", "failed", "created", "1", "true", "0", "1000", "1001",
+                     "", "+", "%2B", "MTczMjc5MDQ2MDAxMiwxOA==", "MTczMjc5MDQ2MDAxMiwxOA%3D%3D",
+                     "%ff", "%00", "-1", "1e2", "99999999999999999999999"]),
+    st.text(max_size=30).map(lambda t: quote(t, safe="")),
+    st.binary(max_size=30).map(lambda b: quote_from_bytes(b, safe="")),
+    st.binary(max_size=24).map(lambda b: base64.b64encode(b).decode()),
+    st.tuples(st.integers(0, 2**64), st.integers(0, 2**65)).map(
+        lambda p: base64.b64encode(b"%d,%d" % p).decode()),
+    st.text("0123456789", max_size=25),
+)
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> str:
+    pairs = draw(st.lists(st.tuples(query_keys, query_values), max_size=5))
+    if not pairs and draw(st.booleans()):
+        return ""
+    separator = draw(st.sampled_from(["&", "&", "&", ";"]))
+    parts = []
+    for key, value in pairs:
+        parts.append(key if draw(st.integers(0, 9)) == 0 else "%s=%s" % (key, value))
+    return "?" + separator.join(parts)
+
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+    st.sampled_from(["http://worker.internal:8000/send", "https://h/", "ftp://x", "http://",
+                     "http://h:0", "http://[::1]:80/x", "mail", "t", "", "send_welcome"]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+FIELDS = ["url", "payload", "run_after", "max_retries", "retry_delay", "timeout", "category",
+          "queue_name", "job_category", "name", "polling_interval", "max_workers",
+          "max_dispatches_per_second", "max_burst_size"]
+field_values = st.one_of(
+    json_values,
+    st.integers(min_value=0, max_value=20),
+    st.sampled_from(["http://worker.internal:8000/send", "mail", "t", "default"]),
+)
+objects = st.one_of(
+    st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=6),
+    st.fixed_dictionaries(
+        {"url": st.sampled_from(["http://worker.internal:8000/send", "https://h:1/x?y#z"]),
+         "queue_name": st.sampled_from(["mail", "t", "nope"])},
+        optional={name: field_values for name in FIELDS if name not in ("url", "queue_name")},
+    ),
+)
+bodies = st.one_of(
+    st.none(),
+    objects.map(lambda o: json.dumps(o).encode()),
+    objects.map(lambda o: json.dumps(o, ensure_ascii=False).encode()),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=64),
+    st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.integers(min_value=1, max_value=700).map(lambda n: b'{"a":' + b"[" * n + b"]" * n + b"}"),
+    st.integers(min_value=1, max_value=700).map(lambda n: b"[" * n),
+    st.integers(min_value=300, max_value=6000).map(lambda n: b'{"max_workers":1' + b"0" * n
+                                                   + b"}"),
+    st.sampled_from([b"", b" ", b"null", b"NaN", b'{"url":NaN}', b"{} x", b"\xff\xfe",
+                     b'{"url":"http://h/","payload":"\\ud800"}', b'{"a":"\xed\xa0\x80"}',
+                     b'{"max_dispatches_per_second":1e400,"max_burst_size":1}']),
+    st.integers(min_value=MAX_BODY - 2, max_value=MAX_BODY + 2).map(lambda n: b" " * n),
+)
+header_names = tokens.filter(
+    lambda n: n.lower() not in ("content-length", "transfer-encoding", "host"))
+header_values = st.binary(max_size=40).map(
+    lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F).strip())
+headers = st.lists(
+    st.tuples(header_names | st.sampled_from(["Content-Type", "Accept", "Connection",
+                                              "Expect", "User-Agent"]),
+              header_values | st.sampled_from([b"application/json",
+                                               b"application/x-www-form-urlencoded",
+                                               b"multipart/form-data; boundary=x",
+                                               b"100-continue", b"keep-alive", b"close"])),
+    max_size=4,
+)
+hosts = st.one_of(st.just(b"fireworq.test"), header_values, st.none(),
+                  st.sampled_from([b"a..b", b"a" * 70, b"[::1]:8080", b"\xff"]))
+
+
+class APIFuzzTests(SynchronousTestCase):
+    """One node for all examples of a test; see the module docstring."""
+
+    def setUp(self) -> None:
+        self.addCleanup(utc())
+        self.node = ApiHarness({"max_request_body": str(MAX_BODY), "queue_default": "default"})
+        self.addCleanup(self.node.stop)
+        results = iter([SUCCESS, FAILURE, PERMANENT] * 1000000)
+        self.node.deliverer.script = lambda job: next(results)
+        for name in KNOWN_QUEUES:
+            self.node.define_queue(quote(name, safe=""))
+        self.node.put("/queue/t", {"max_dispatches_per_second": 5, "max_burst_size": 2})
+        for category in KNOWN_CATEGORIES:
+            self.node.define_routing(category, "mail")
+        for n in range(5):
+            self.node.push("send_welcome", payload={"n": n}, max_retries=1, run_after=n % 2)
+
+    def check(self, response: RawResponse, head: bool) -> None:
+        body = response.body
+        self.assertNotEqual(response.status, 500, response.raw[:2000])
+        self.assertLess(response.status, 600)
+        self.assertNotIn(b"traceback", body.lower())
+        self.assertNotIn(b"<html", body.lower())
+        self.assertEqual(self.flushLoggedErrors(), [])
+        if not head:
+            self.assertEqual(response.header(b"content-length"), b"%d" % len(body),
+                             response.raw[:2000])
+        if response.status >= 400:
+            self.assertIn(response.status, REASONS, response.raw[:2000])
+            self.assertEqual(response.header(b"content-type"), b"application/json")
+            if not head:
+                members = json.loads(body, object_pairs_hook=list)
+                self.assertEqual([k for k, _ in members], ["code", "error", "message"],
+                                 response.raw[:2000])
+                values = dict(members)
+                self.assertEqual(values["code"], response.status)
+                self.assertEqual(values["error"], REASONS[response.status])
+                self.assertIsInstance(values["message"], str)
+        if response.status == 405:
+            self.assertIsNotNone(response.header(b"allow"))
+        if response.status == 503:
+            self.assertEqual(response.header(b"retry-after"), b"1")
+        self.assertEqual(response.header(b"connection"), b"close")
+
+    def still_answers(self) -> None:
+        self.node.store.down = False
+        response = self.node.get("/healthz")
+        self.assertEqual((response.status, response.body), (200, b'{"status":"ok"}'))
+        response = self.node.get("/queue/mail/stats")
+        self.assertEqual(response.status, 200)
+
+    @settings(max_examples=400, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(target=targets(), query=queries(), body=bodies, extra=headers,
+           chunked=st.booleans(), chunk_size=st.integers(1, 5000), host=hosts,
+           store_down=st.integers(0, 9).map(lambda n: n == 0), elapse=st.sampled_from(
+               [0, 0, 0, 0.1, 1.5]))
+    def test_anyRequest(self, target: tuple[str, str], query: str, body: bytes | None,
+                        extra: list[tuple[str, bytes]], chunked: bool, chunk_size: int,
+                        host: bytes | None, store_down: bool, elapse: float) -> None:
+        """When any valid HTTP/1.1 request comes to any route, the answer is never a 500 or
+        a traceback, every error is the JSON of API.md 1.4, and the node keeps answering."""
+        method, path = target
+        self.node.store.down = store_down
+        raw = build_request(method, path + query, body, extra, chunked=chunked,
+                            chunk_size=chunk_size, host=host)
+        head = method == "HEAD"
+        response = self.node.send(raw, head=head)
+        self.check(response, head)
+        if body is not None and len(body) > MAX_BODY:
+            self.assertEqual(response.status, 413)
+        self.node.store.down = False
+        if elapse:
+            self.node.advance(elapse)
+        self.still_answers()
+
+    @settings(max_examples=200, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(category=categories, body=objects, raw_payload=st.one_of(
+        st.none(), json_values.map(lambda v: json.dumps(v, indent=1).encode()),
+        st.sampled_from([b'"\\ud800"', b'"\\u0000<>&\\u2028"', b"1" + b"0" * 400,
+                         b"-0.0e-0", b'"  {\\"a\\": 1} "', b'""', b'"NaN"'])))
+    def test_pushes(self, category: str, body: dict[str, Any], raw_payload: bytes | None
+                    ) -> None:
+        """When arbitrary pushes are made, each answer is 200, 400 or 404, and every
+        accepted job can then be inspected and deleted."""
+        if raw_payload is not None:
+            body = dict(body, payload="__PAYLOAD__")
+        text = json.dumps(body).encode()
+        if raw_payload is not None:
+            text = text.replace(b'"__PAYLOAD__"', raw_payload)
+        response = self.node.send(build_request("POST", "/job/" + category, text))
+        self.check(response, False)
+        self.assertIn(response.status, (200, 400, 404), response.body)
+        if response.status == 200:
+            accepted = response.json()
+            job = self.node.get("/queue/%s/job/%d" % (quote(accepted["queue_name"], safe=""),
+                                                      accepted["id"]))
+            self.check(job, False)
+            self.assertIn(job.status, (200, 404))
+            if job.status == 200:
+                self.assertEqual(job.json()["url"], accepted["url"])
+            self.node.advance(0.25)
+        self.still_answers()
