@@ -15,6 +15,11 @@ class StoreUnavailable(FireworqError):
         self.reason = reason
 
 
+class StoreMisconfigured(StoreUnavailable):
+    """The store refuses us for a reason a retry will not fix (wrong password, unknown
+    database). Requests get 503 like any outage; at start it stops the daemon."""
+
+
 class InvalidInput(FireworqError):
     """A request value is malformed; the message is shown to the client as is."""
 

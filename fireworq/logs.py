@@ -53,10 +53,7 @@ class LineWriter:
     def _open(self) -> IO[bytes]:
         if not self._path:
             return self._stream
-        directory = os.path.dirname(self._path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        return open(self._path, "ab")
+        return _open_append(self._path)
 
     def write(self, line: bytes) -> None:
         self._buffer.append(line)
@@ -188,7 +185,7 @@ class ErrorLog:
     def __init__(self, path: str, level: str) -> None:
         self._path = path
         self._level = LEVELS[level]
-        self._file: IO[bytes] | None = open(path, "ab") if path else None
+        self._file: IO[bytes] | None = _open_append(path) if path else None
 
     def observer(self) -> ILogObserver:
         if self._file is not None:
@@ -204,8 +201,15 @@ class ErrorLog:
 
     def reopen(self) -> None:
         if self._file is not None:
-            old, self._file = self._file, open(self._path, "ab")
+            old, self._file = self._file, _open_append(self._path)
             old.close()
+
+
+def _open_append(path: str) -> IO[bytes]:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    return open(path, "ab")
 
 
 # twistd redirects sys.stdout and sys.stderr into the log system once logging starts, so

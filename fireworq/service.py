@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
@@ -29,7 +29,7 @@ from fireworq.cluster.filelock import FileLockActivator
 from fireworq.cluster.mysql import MySQLActivator
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
-from fireworq.errors import StoreUnavailable
+from fireworq.errors import StoreMisconfigured, StoreUnavailable
 from fireworq.lifecycle import SignalHandling, drain_connections, listening_endpoint
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.queues import QueueDefaults, QueueManager
@@ -122,6 +122,27 @@ class FireworqService(Service):
         self.port = await listening_endpoint(self._reactor, self.config).listen(self.site)
         log.info("fireworq listening on {address} (driver {driver})",
                  address=self.port.getHost(), driver=self.config.driver)
+        self._write_pid_file()
+
+    def _write_pid_file(self) -> None:
+        path = self.config.pid
+        if path:
+            directory = os.path.dirname(path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            with open(path, "w") as pid_file:
+                pid_file.write("%d\n" % os.getpid())
+
+    def _remove_pid_file(self) -> None:
+        path = self.config.pid
+        if path:
+            try:
+                with open(path) as pid_file:
+                    ours = pid_file.read().strip() == str(os.getpid())
+                if ours:  # a newer generation may have written its own pid since
+                    os.unlink(path)
+            except OSError:
+                pass
 
     async def _open_store(self) -> None:
         # A database that is down at start is waited for (it may be starting beside us);
@@ -132,7 +153,7 @@ class FireworqService(Service):
                 await self.store.open()
                 return
             except StoreUnavailable as e:
-                if self.config.driver != "mysql":
+                if self.config.driver != "mysql" or isinstance(e, StoreMisconfigured):
                     raise
                 log.warn("Database unavailable at start ({reason}); retrying in {delay} s",
                          reason=e.reason, delay=delay)
@@ -141,12 +162,12 @@ class FireworqService(Service):
                 delay = min(delay * 2, 10.0)
 
     def _start_failed(self, failure: Failure) -> None:
-        if failure.check(StoreUnavailable, CannotListenError, OSError):
-            message = "fireworq: cannot start: %s\n" % failure.getErrorMessage()
-        else:
+        if failure.check(CancelledError) and not self.running:
+            return  # stopped (SIGTERM) before the start finished: a normal exit
+        if not failure.check(StoreUnavailable, CannotListenError, OSError):
             log.failure("Start-up failed", failure)
-            message = "fireworq: cannot start: %s\n" % failure.getErrorMessage()
-        sys.__stderr__.write(message)  # type: ignore[union-attr]
+        sys.__stderr__.write(  # type: ignore[union-attr]
+            "fireworq: cannot start: %s\n" % failure.getErrorMessage())
         # twistd exits 0 once the reactor stops; a failed start must not look like success.
         atexit.register(os._exit, 1)
         if self._reactor.running:
@@ -165,20 +186,17 @@ class FireworqService(Service):
             if stopped is not None:
                 await stopped
         await drain_connections(self.site, self._reactor, deadline)
-        stopping = Deferred.fromCoroutine(self.manager.stop_dispatching())
         remaining = max(0.0, deadline - self._reactor.seconds())
-        try:
-            await stopping.addTimeout(remaining, self._reactor)
-        except Exception:
-            log.warn("Shutdown timeout: abandoning deliveries still in progress; their jobs"
-                     " stay grabbed and are recovered by the next active node")
-            self.manager.abandon_deliveries()
+        if not await self.manager.stop_dispatching(remaining):
+            log.warn("Shutdown timeout: abandoned the deliveries still in progress; their"
+                     " jobs stay grabbed and are recovered by the next active node")
         await self.activator.stop()
         self.manager.close()
         await self._http_pool.closeCachedConnections()
         await self.store.close()
         self._queue_writer.close()
         self._access_writer.close()
+        self._remove_pid_file()
 
     def reopen_logs(self) -> None:
         self._queue_writer.reopen()
@@ -189,4 +207,8 @@ class FireworqService(Service):
 def makeService(options: Options) -> FireworqService:
     from twisted.internet import reactor
 
-    return FireworqService(options.config, reactor)
+    try:
+        return FireworqService(options.config, reactor)
+    except OSError as e:  # a log file that cannot be opened, say
+        sys.stderr.write("fireworq: cannot start: %s\n" % e)
+        raise SystemExit(1) from None

@@ -16,7 +16,7 @@ import pymysql
 from twisted.enterprise import adbapi
 
 from fireworq.dsn import MySQLDSN
-from fireworq.errors import StoreUnavailable
+from fireworq.errors import StoreMisconfigured, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -33,6 +33,8 @@ _SERVER_GONE = {1053, 1077, 1078, 1079, 1080, 1152, 1153, 1154, 1156, 1158, 1159
                 1184, 1927, 4031}
 # Transient server answers worth one more try by the caller, reported as unavailable.
 _TRANSIENT = {1205, 1213, 1040, 1203}
+# Access denied, unknown database: the configuration (or the grants) must change.
+_MISCONFIGURED = {1044, 1045, 1049, 1142, 1227}
 
 
 def is_connection_error(error: BaseException) -> bool:
@@ -52,6 +54,11 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, pymysql.err.OperationalError) and error.args:
         return error.args[0] in _TRANSIENT
     return False
+
+
+def is_misconfigured(error: BaseException) -> bool:
+    return (isinstance(error, pymysql.err.MySQLError) and bool(error.args)
+            and error.args[0] in _MISCONFIGURED)
 
 
 def describe(error: BaseException) -> str:
@@ -175,6 +182,8 @@ class MySQLPool(adbapi.ConnectionPool):
                 self, function, *args, transaction=transaction
             )
         except Exception as error:
+            if is_misconfigured(error):
+                raise StoreMisconfigured("%s: %s" % (description, describe(error))) from error
             if is_unavailable(error):
                 raise StoreUnavailable("%s: %s" % (description, describe(error))) from error
             raise
