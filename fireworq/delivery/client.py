@@ -21,7 +21,13 @@ from twisted.internet.interfaces import (
 )
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import (
+    URI,
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    _HTTP11ClientFactory,
+)
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
@@ -53,6 +59,15 @@ class DeliverySettings:
     """Longest response body read, in bytes (FIREWORQ_DISPATCH_MAX_RESPONSE_BODY)."""
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # One factory per worker connection: "Starting factory" lines would flood the log.
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    _factory = _QuietClientFactory
+
+
 def make_http_client(
     reactor: Any,
     settings: DeliverySettings,
@@ -64,7 +79,7 @@ def make_http_client(
     ``reactor`` must provide TCP, time and name resolution, as Agent requires.
     ``handshake_clock`` (default: the reactor) runs the TLS handshake deadlines.
     """
-    pool = HTTPConnectionPool(reactor, persistent=settings.keep_alive)
+    pool = _QuietPool(reactor, persistent=settings.keep_alive)  # type: ignore[no-untyped-call]
     pool.maxPersistentPerHost = settings.max_conns_per_host or 2
     pool.cachedConnectionTimeout = settings.idle_conn_timeout or _NEVER
     # Without this policy wrapper a server that stalls the handshake would hold a job with
