@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
-from twisted.internet.interfaces import IReactorTime, IStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from fireworq.api.site import FireworqSite
 from fireworq.config import Config
+from fireworq.inherited import InheritedSocket
 
 log = Logger()
 
@@ -24,11 +26,31 @@ IDLE_CLOSE_AFTER = 0.5
 DRAIN_STEP = 0.02
 
 
-def listening_endpoint(reactor: Any, config: Config) -> IStreamServerEndpoint:
-    host, port = config.bind_host, config.bind_port
-    if ":" in host:
-        return TCP6ServerEndpoint(reactor, port, backlog=1024, interface=host)
-    return TCP4ServerEndpoint(reactor, port, backlog=1024, interface=host)
+async def listen(
+    reactor: Any, config: Config, factory: Any, sockets: Sequence[InheritedSocket]
+) -> list[IListeningPort]:
+    """Serve on the inherited sockets when there are any (systemd, Server::Starter),
+    else on ``bind``."""
+    if not sockets:
+        host, port = config.bind_host, config.bind_port
+        endpoint: IStreamServerEndpoint
+        if ":" in host:
+            endpoint = TCP6ServerEndpoint(reactor, port, backlog=1024, interface=host)
+        else:
+            endpoint = TCP4ServerEndpoint(reactor, port, backlog=1024, interface=host)
+        return [await endpoint.listen(factory)]  # type: ignore[no-untyped-call]
+    ports = []
+    for inherited in sockets:
+        probe = socket.socket(fileno=inherited.fd)
+        family = probe.family
+        probe.detach()
+        os.set_blocking(inherited.fd, False)  # inherited sockets usually come blocking
+        ports.append(reactor.adoptStreamPort(inherited.fd, family, factory))
+        # The port listens on a duplicate; closing ours leaves it the only one here, so
+        # stopListening() really lets go (the supervisor keeps its own copy).
+        os.close(inherited.fd)
+        log.info("Serving on the inherited socket {name}", name=inherited.name)
+    return ports
 
 
 async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: float) -> None:

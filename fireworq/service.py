@@ -30,7 +30,8 @@ from fireworq.cluster.mysql import MySQLActivator
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
 from fireworq.errors import StoreMisconfigured, StoreUnavailable
-from fireworq.lifecycle import SignalHandling, drain_connections, listening_endpoint
+from fireworq import inherited
+from fireworq.lifecycle import SignalHandling, drain_connections, listen
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.storage import Store
@@ -99,7 +100,7 @@ class FireworqService(Service):
             max_request_body=config.max_request_body, keep_alive=config.keep_alive,
         )
         self._signals = SignalHandling(reactor, reopen_logs=self.reopen_logs)
-        self.port: IListeningPort | None = None
+        self.ports: list[IListeningPort] = []
         self._started: Deferred[None] | None = None
 
     def setServiceParent(self, parent: Any) -> None:
@@ -119,9 +120,10 @@ class FireworqService(Service):
     async def _start(self) -> None:
         await self._open_store()
         await self.manager.start()
-        self.port = await listening_endpoint(self._reactor, self.config).listen(self.site)
-        log.info("fireworq listening on {address} (driver {driver})",
-                 address=self.port.getHost(), driver=self.config.driver)
+        self.ports = await listen(self._reactor, self.config, self.site, inherited.SOCKETS)
+        log.info("fireworq listening on {addresses} (driver {driver})",
+                 addresses=", ".join(str(port.getHost()) for port in self.ports),
+                 driver=self.config.driver)
         self._write_pid_file()
 
     def _write_pid_file(self) -> None:
@@ -181,8 +183,8 @@ class FireworqService(Service):
         deadline = self._reactor.seconds() + self.config.shutdown_timeout
         if self._started is not None and not self._started.called:
             self._started.cancel()
-        if self.port is not None:
-            stopped = self.port.stopListening()
+        for port in self.ports:
+            stopped = port.stopListening()
             if stopped is not None:
                 await stopped
         await drain_connections(self.site, self._reactor, deadline)
