@@ -376,6 +376,11 @@ def encode_str(s: str) -> str:
     return '"' + _STR_UNSAFE.sub(_escape_str_char, s) + '"'
 
 
+def format_number(x: float) -> str:
+    """A number as JSON text, as encode() writes it (API.md 1.3)."""
+    return _format_float(x) if isinstance(x, float) else str(x)
+
+
 def _format_float(x: float) -> str:
     """Go's encoding/json float text: shortest round-trip digits, plain within [1e-6, 1e21)."""
     if not math.isfinite(x):

@@ -24,6 +24,7 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from fireworq import jsontext
+from fireworq.jsontext import encode_str, format_number
 from fireworq.model import Job
 from fireworq.times import format_seconds
 
@@ -87,13 +88,24 @@ class LineWriter:
             self._file.close()
 
 
+_QUEUE_LINE = (
+    '{"level":"%s","time":%d,"tag":%s,"action":"%s","queue":%s,"category":%s,"id":%d,'
+    '"status":"%s","created_at":%d,"elapsed":%d,"url":%s,"payload":%s,"next_try":%d,'
+    '"retry_count":%d,"retry_delay":%d,"fail_count":%d,"timeout":%d%s}\n'
+)
+_ACCESS_LINE = (
+    '{"level":"info","remote_addr":%s%s,"tag":%s,"method":%s,"url":%s,"status":%d,'
+    '"duration":%s,"time":"%s"}\n'
+)
+
+
 class QueueLog:
     """One JSON line per job event (API.md 6.1)."""
 
     def __init__(self, writer: LineWriter, clock: IReactorTime, tag: str, level: str) -> None:
         self._writer = writer
         self._clock = clock
-        self._tag = tag
+        self._tag = encode_str(tag)
         self._debug = LEVELS[level] <= LogLevel.debug
         self._info = LEVELS[level] <= LogLevel.info
 
@@ -101,18 +113,16 @@ class QueueLog:
         self, level: str, action: str, queue: str, job: Job, status: str, fail_count: int,
         message: str,
     ) -> None:
+        # A fixed template: a line per job event is too frequent for a generic encoder.
         now = int(self._clock.seconds() * 1000)
-        line: dict[str, Any] = {
-            "level": level, "time": now, "tag": self._tag, "action": action, "queue": queue,
-            "category": job.category, "id": job.id, "status": status,
-            "created_at": job.created_at, "elapsed": now - job.created_at, "url": job.url,
-            "payload": job.payload.decode("utf-8", "replace"), "next_try": job.next_try,
-            "retry_count": job.retry_count, "retry_delay": job.retry_delay,
-            "fail_count": fail_count, "timeout": job.timeout,
-        }
-        if message:
-            line["message"] = message
-        self._writer.write(jsontext.encode(line) + b"\n")
+        line = _QUEUE_LINE % (
+            level, now, self._tag, action, encode_str(queue), encode_str(job.category), job.id,
+            status, job.created_at, now - job.created_at, encode_str(job.url),
+            encode_str(job.payload.decode("utf-8", "replace")), job.next_try, job.retry_count,
+            job.retry_delay, fail_count, job.timeout,
+            ',"message":%s' % encode_str(message) if message else "",
+        )
+        self._writer.write(line.encode("utf-8"))
 
     def push(self, queue: str, job: Job) -> None:
         if self._info:
@@ -138,20 +148,24 @@ class AccessLog:
 
     def __init__(self, writer: LineWriter, tag: str) -> None:
         self._writer = writer
-        self._tag = tag
+        self._tag = encode_str(tag)
+        self._second = -1
+        self._time = ""
 
     def log(
         self, remote_addr: str, user_agent: str | None, method: str, url: str, status: int,
         duration_ms: float, finished_at: float,
     ) -> None:
-        line: dict[str, Any] = {"level": "info", "remote_addr": remote_addr}
-        if user_agent is not None:
-            line["user_agent"] = user_agent
-        line.update(
-            tag=self._tag, method=method, url=url, status=status,
-            duration=round(duration_ms, 3), time=format_seconds(finished_at),
+        second = int(finished_at)
+        if second != self._second:  # one rendering per second is enough
+            self._second, self._time = second, format_seconds(finished_at)
+        line = _ACCESS_LINE % (
+            encode_str(remote_addr),
+            "" if user_agent is None else ',"user_agent":%s' % encode_str(user_agent),
+            self._tag, encode_str(method), encode_str(url), status,
+            format_number(round(duration_ms, 3)), self._time,
         )
-        self._writer.write(jsontext.encode(line) + b"\n")
+        self._writer.write(line.encode("utf-8"))
 
 
 @implementer(ILogObserver)

@@ -310,15 +310,29 @@ class QueueManager:
             await self._apply(definition)
         return definition
 
+    def push_nowait(self, category: str, job: NewJob) -> Deferred[Accepted]:
+        """``push`` without a coroutine when the route is known here (nearly always)."""
+        queue_name = self.routings.get(category) or self.defaults.default_queue
+        dispatcher = self.dispatchers.get(queue_name) if queue_name else None
+        if dispatcher is None:
+            return Deferred.fromCoroutine(self.push(category, job))
+        definition = dispatcher.definition
+        return self._pushes.submit((definition.table, job)).addCallback(
+            self._accepted, definition.name, job)
+
     async def push(self, category: str, job: NewJob) -> Accepted:
         definition = await self.route(category)
         pushed = await self._pushes.submit((definition.table, job))
-        dispatcher = self.dispatchers.get(definition.name)
+        return self._accepted(pushed, definition.name, job)
+
+    def _accepted(self, pushed: PushedJob, queue_name: str, job: NewJob) -> Accepted:
+        dispatcher = self.dispatchers.get(queue_name)
         if dispatcher is not None:
             dispatcher.stats.pushed()
-            self._queue_log.push(definition.name, _as_job(job, pushed))
-            dispatcher.wake()
-        return Accepted(definition.name, pushed)
+            self._queue_log.push(queue_name, _as_job(job, pushed))
+            if job.run_after == 0:  # a delayed job is found by the poll when it is due
+                dispatcher.wake()
+        return Accepted(queue_name, pushed)
 
     # Batched store calls
 
