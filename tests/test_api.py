@@ -1257,6 +1257,19 @@ class PushTests(APITestCase):
             b'"run_after":0,"timeout":10,"retry_delay":30,"max_retries":3}')
         self.assertEqual(self.push()["id"], 2)
 
+    def test_storeSilent(self) -> None:
+        """When the store does not confirm a push within 5 seconds, the push is 503."""
+        self.node.store.hang.add("push")
+        started = self.node.clock.seconds()
+        response = self.post({"url": URL})
+        self.assertError(response, 503, "Store unavailable: no answer within 5 seconds")
+        self.assertEqual(self.node.clock.seconds() - started, 5.0)
+        # The store answers at last: that job was stored after all (a 503 allows that), and
+        # the next push, which waited behind it, gets its own id.
+        self.node.store.hang.clear()
+        self.node.store.resume()
+        self.assertEqual(self.push()["id"], 2)
+
     def test_defaults(self) -> None:
         """When only url is given, the numbers are 0 and payload is null."""
         self.assertOK(self.post({"url": URL}), {

@@ -39,6 +39,9 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 METHOD_ORDER = ("GET", "HEAD", "PUT", "DELETE", "POST")
 READINESS_TIMEOUT = 2.0
+#: A push the store has not confirmed by then gets a 503; the job may still be stored,
+#: which a 503 allows (a client retries; delivery is at least once anyway).
+PUSH_TIMEOUT = 5.0
 _STATE_LISTS = {"grabbed": JobState.GRABBED, "waiting": JobState.WAITING,
                 "deferred": JobState.DEFERRED}
 
@@ -66,6 +69,10 @@ async def with_timeout(d: Deferred[Any], seconds: float, clock: IReactorTime) ->
     except DeferredTimeoutError:
         # addTimeout turns the cancellation it causes into its own TimeoutError.
         raise StoreUnavailable("no answer within %g seconds" % seconds) from None
+
+
+def _store_timed_out(result: Any, timeout: float) -> Any:
+    raise StoreUnavailable("no answer within %g seconds" % timeout)
 
 
 class PathCheck(Resource):
@@ -374,6 +381,7 @@ class FireworqAPI:
         finished: Deferred[None] = request.notifyFinish()  # type: ignore[attr-defined]
         finished.addErrback(lambda _: None)  # the client went away; nothing to answer
         pushed = self._manager.push_nowait(job_category, job)
+        pushed.addTimeout(PUSH_TIMEOUT, self._clock, onTimeoutCancel=_store_timed_out)
         pushed.addCallbacks(
             self._pushed, self._push_failed, callbackArgs=(request, finished, job, echo),
             errbackArgs=(request, finished),

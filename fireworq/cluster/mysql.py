@@ -41,6 +41,7 @@ class MySQLActivator:
         self._stopped = False
         self._checking = False
         self._soon: IDelayedCall | None = None
+        store.grab_connection_lost = self._connection_lost
 
     def lock_name(self, queue_name: str) -> str:
         return lock_name(queue_name, self._store.database, self._scope)
@@ -56,6 +57,12 @@ class MySQLActivator:
         self._locks[queue_name] = name
         self._store.locks_by_table.setdefault(table_part(queue_name), set()).add(name)
         # A new queue need not wait for the next periodic check to be taken.
+        if self._check.running and self._soon is None:
+            self._soon = self._clock.callLater(0, self._check_now)
+
+    def _connection_lost(self) -> None:
+        # The session holding our locks is gone or unusable: stop at once, look again soon.
+        self._deactivate_all()
         if self._check.running and self._soon is None:
             self._soon = self._clock.callLater(0, self._check_now)
 

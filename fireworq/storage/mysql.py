@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 
 import pymysql
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -34,7 +34,12 @@ from fireworq.model import (
     Routing,
     StateCounts,
 )
-from fireworq.storage.mysqlpool import DEFAULT_IO_TIMEOUT, LOCK_IO_TIMEOUT, MySQLPool
+from fireworq.storage.mysqlpool import (
+    DEFAULT_IO_TIMEOUT,
+    LOCK_IO_TIMEOUT,
+    MySQLPool,
+    is_connection_error,
+)
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
     JOB_COLUMNS,
@@ -50,6 +55,7 @@ from fireworq.storage.sqlcommon import (
 )
 
 Txn = Any  # a PyMySQL cursor
+T = TypeVar("T")
 
 NOW_MS = "FLOOR(UNIX_TIMESTAMP(NOW(3)) * 1000)"
 MAX_LOCK_NAME = 64
@@ -168,6 +174,8 @@ class MySQLStore:
         #: Lock names guarding grabs and recovery, per job table (set by the activator).
         self.locks_by_table: dict[str, set[str]] = {}
         self.autoinc_consecutive = True
+        #: Called when the grab connection failed (set by the activator).
+        self.grab_connection_lost: Callable[[], None] | None = None
 
     @property
     def database(self) -> str:
@@ -267,11 +275,23 @@ class MySQLStore:
     def _locks_of(self, table: str) -> list[str]:
         return sorted(self.locks_by_table.get(table, ()))
 
+    async def _on_grab_connection(self, description: str, function: Callable[..., T],
+                                  *args: Any, transaction: bool = True) -> T:
+        try:
+            return await self._pools()[2].run(description, function, *args,
+                                              transaction=transaction)
+        except StoreUnavailable as e:
+            # The locks lived on that connection: nothing may be grabbed until re-checked.
+            cause = e.__cause__
+            if cause is not None and is_connection_error(cause) and self.grab_connection_lost:
+                self.grab_connection_lost()
+            raise
+
     async def grab(self, table: str, limit: int) -> list[Job]:
         locks = self._locks_of(table)
         if not locks:
             return []
-        return await self._pools()[2].run("grab", _grab, table, limit, locks)
+        return await self._on_grab_connection("grab", _grab, table, limit, locks)
 
     async def complete(self, completions: Sequence[Completion]) -> None:
         await self._pools()[1].run("complete", _complete, completions)
@@ -280,7 +300,8 @@ class MySQLStore:
         locks = self._locks_of(table)
         if not locks:
             return 0
-        return await self._pools()[2].run("recover", _recover, table, locks, transaction=False)
+        return await self._on_grab_connection("recover", _recover, table, locks,
+                                              transaction=False)
 
     async def list_jobs(
         self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int

@@ -89,12 +89,16 @@ def connect_arguments(dsn: MySQLDSN, io_timeout: float) -> dict[str, Any]:
         arguments["port"] = dsn.port
     if dsn.collation:
         arguments["collation"] = dsn.collation
-    if dsn.tls != "false":
+    if dsn.tls == "false":
+        # Without this PyMySQL negotiates TLS whenever the server offers it.
+        arguments["ssl_disabled"] = True
+    elif dsn.tls in ("true", "skip-verify"):
         context = ssl.create_default_context()
-        if dsn.tls in ("skip-verify", "preferred"):
+        if dsn.tls == "skip-verify":
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         arguments["ssl"] = context
+    # "preferred": PyMySQL's own default, TLS when offered, without certificate checks.
     return arguments
 
 
