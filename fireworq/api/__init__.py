@@ -1,0 +1,1 @@
+"""The HTTP API: routes (app), the server around them (site), shapes and checks."""
