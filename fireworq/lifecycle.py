@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import sys
 from types import FrameType
 from typing import Any, Callable, Sequence
 
+from twisted.internet import tcp, unix
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IStreamServerEndpoint
 from twisted.internet.task import deferLater
@@ -45,12 +47,39 @@ async def listen(
         family = probe.family
         probe.detach()
         os.set_blocking(inherited.fd, False)  # inherited sockets usually come blocking
-        ports.append(reactor.adoptStreamPort(inherited.fd, family, factory))
+        if family == socket.AF_UNIX:
+            port = _AdoptedUNIXPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
+                reactor, inherited.fd, factory)
+            port.startListening()
+            ports.append(port)
+        else:
+            ports.append(reactor.adoptStreamPort(inherited.fd, family, factory))
         # The port listens on a duplicate; closing ours leaves it the only one here, so
         # stopListening() really lets go (the supervisor keeps its own copy).
         os.close(inherited.fd)
         log.info("Serving on the inherited socket {name}", name=inherited.name)
     return ports
+
+
+class _AdoptedUNIXPort(unix.Port):
+    """A unix socket handed down by a supervisor: its file belongs to the supervisor.
+
+    Twisted would make the file world-writable on start and delete it on stop, which breaks
+    the supervisor's SocketMode and the next generation listening on the same path.
+    """
+
+    def startListening(self) -> None:
+        path = self._bindPath
+        if isinstance(path, (bytes, str)) and path[:1] not in (b"\0", "\0"):
+            self.mode = stat.S_IMODE(os.stat(path).st_mode)  # so Twisted's chmod is a no-op
+        unix.Port.startListening(self)
+
+    # shutdown() would end the socket for the other generations sharing it (Twisted's
+    # adopted TCP ports skip it too).
+    _shouldShutdown = False
+
+    def connectionLost(self, reason: Any) -> None:
+        tcp.Port.connectionLost(self, reason)  # without unlinking the path
 
 
 async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: float) -> None:

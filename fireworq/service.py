@@ -112,8 +112,14 @@ class FireworqService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        # After the reactor's own handlers, which it installs as it starts running.
-        self._reactor.callWhenRunning(self._signals.install)
+        # Once the reactor runs: its own signal handlers are installed as it starts, and ours
+        # must replace them before anything (a PID file, the listening socket) says we are up.
+        self._reactor.callWhenRunning(self._begin)
+
+    def _begin(self) -> None:
+        self._signals.install()
+        if not self.running:
+            return
         self._started = Deferred.fromCoroutine(self._start())
         self._started.addErrback(self._start_failed)
 
@@ -172,8 +178,7 @@ class FireworqService(Service):
             "fireworq: cannot start: %s\n" % failure.getErrorMessage())
         # twistd exits 0 once the reactor stops; a failed start must not look like success.
         atexit.register(os._exit, 1)
-        if self._reactor.running:
-            self._reactor.stop()
+        self._reactor.stop()
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
