@@ -11,12 +11,12 @@ import codecs
 import math
 import re
 import sys
-from json import JSONDecodeError, JSONDecoder
-from typing import Any, Callable, NoReturn, cast
 
 # The C implementations, imported directly: the pure-Python fallbacks in json.scanner would be
 # several times slower on the push path.
 from _json import make_scanner, scanstring
+from json import JSONDecodeError, JSONDecoder
+from typing import Any, Callable, NoReturn, cast
 
 import attrs
 

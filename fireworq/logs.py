@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from fireworq import jsontext
 from fireworq.jsontext import encode_str, format_number
-from fireworq.model import Job
+from fireworq.model import Job, NewJob, PushedJob
 from fireworq.times import format_seconds
 
 LEVELS = {
@@ -124,9 +124,16 @@ class QueueLog:
         )
         self._writer.write(line.encode("utf-8"))
 
-    def push(self, queue: str, job: Job) -> None:
+    def push(self, queue: str, job: NewJob, pushed: PushedJob) -> None:
         if self._info:
-            self._emit("info", "push", queue, job, "claimed", 0, "New job accepted")
+            now = int(self._clock.seconds() * 1000)
+            self._writer.write((_QUEUE_LINE % (
+                "info", now, self._tag, "push", encode_str(queue), encode_str(job.category),
+                pushed.id, "claimed", pushed.created_at, now - pushed.created_at,
+                encode_str(job.url), encode_str(job.payload.decode("utf-8", "replace")),
+                pushed.next_try, job.max_retries, job.retry_delay, 0, job.timeout,
+                ',"message":"New job accepted"',
+            )).encode("utf-8"))
 
     def pop(self, queue: str, job: Job) -> None:
         if self._debug:

@@ -23,8 +23,6 @@ from fireworq.errors import InvalidInput, NotFound, StoreUnavailable
 from fireworq.logs import QueueLog
 from fireworq.model import (
     Completion,
-    Job,
-    JobStatus,
     NewJob,
     PushedJob,
     QueueDefinition,
@@ -34,6 +32,14 @@ from fireworq.model import (
 from fireworq.storage import Store
 
 log = Logger()
+
+#: A push the store has not confirmed by then fails with StoreUnavailable (a 503); the job
+#: may still be stored, which a 503 allows (a client retries; delivery is at least once).
+PUSH_TIMEOUT = 5.0
+
+
+def _push_expired() -> StoreUnavailable:
+    return StoreUnavailable("no answer within %g seconds" % PUSH_TIMEOUT)
 
 
 @attrs.frozen
@@ -78,7 +84,8 @@ class QueueManager:
         self._unrunnable_logged: set[str] = set()
         self._defining = DeferredLock()
         self._pushes: TurnBatcher[tuple[str, NewJob], PushedJob] = TurnBatcher(
-            clock, store.push, concurrency=push_concurrency
+            clock, store.push, concurrency=push_concurrency, deadline=PUSH_TIMEOUT,
+            expired=_push_expired,
         )
         self._completions: TurnBatcher[Completion, None] = TurnBatcher(
             clock, self._complete, concurrency=push_concurrency
@@ -329,7 +336,7 @@ class QueueManager:
         dispatcher = self.dispatchers.get(queue_name)
         if dispatcher is not None:
             dispatcher.stats.pushed()
-            self._queue_log.push(queue_name, _as_job(job, pushed))
+            self._queue_log.push(queue_name, job, pushed)
             if job.run_after == 0:  # a delayed job is found by the poll when it is due
                 dispatcher.wake()
         return Accepted(queue_name, pushed)
@@ -343,13 +350,3 @@ class QueueManager:
     async def _due_tables(self, tables: Sequence[str]) -> Sequence[bool]:
         due = await self._store.due_tables(sorted(set(tables)))
         return [table in due for table in tables]
-
-
-def _as_job(job: NewJob, pushed: PushedJob) -> Job:
-    return Job(
-        id=pushed.id, category=job.category, url=job.url, payload=job.payload,
-        status=JobStatus.CLAIMED, created_at=pushed.created_at, next_try=pushed.next_try,
-        retry_count=job.max_retries, retry_delay=job.retry_delay, fail_count=0,
-        timeout=job.timeout,
-    )
-

@@ -22,6 +22,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from fireworq import inherited
 from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
 from fireworq.cluster import Activator, LocalActivator
@@ -30,7 +31,6 @@ from fireworq.cluster.mysql import MySQLActivator
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
 from fireworq.errors import StoreMisconfigured, StoreUnavailable
-from fireworq import inherited
 from fireworq.lifecycle import SignalHandling, drain_connections, listen
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.queues import QueueDefaults, QueueManager
@@ -42,6 +42,10 @@ from fireworq.storage.sqlite import SqliteStore
 __all__ = ["Options", "makeService", "FireworqService"]
 
 log = Logger()
+
+#: Push batches written at once: one for sqlite (one writer anyway); with mysql a second
+#: batch can be on its way while the first waits for its commit.
+PUSH_CONCURRENCY: dict[str, int] = {}
 
 
 def build_store(config: Config, reactor: Any) -> tuple[Store, Activator]:
@@ -88,6 +92,7 @@ class FireworqService(Service):
                 default_queue=config.queue_default,
             ),
             refresh_interval=config.config_refresh_interval / 1000.0,
+            push_concurrency=PUSH_CONCURRENCY.get(config.driver, 1),
         )
         api = FireworqAPI(
             clock=reactor, store=self.store, manager=self.manager, activator=self.activator,
@@ -117,6 +122,9 @@ class FireworqService(Service):
         self._reactor.callWhenRunning(self._begin)
 
     def _begin(self) -> None:
+        import gc
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
         self._signals.install()
         if not self.running:
             return

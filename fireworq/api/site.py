@@ -8,6 +8,7 @@ draining, and one access-log line per request.
 from __future__ import annotations
 
 from typing import Any, Sequence
+from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.interfaces import IReactorTime
@@ -111,9 +112,22 @@ class FireworqRequest(server.Request):
         if self._saved_content_type is not None:
             self.requestHeaders.setRawHeaders(b"content-type", self._saved_content_type)
         site = self.site_from(self.channel)
+        self.site = site
         if site.draining or not site.keep_alive:
             self.close_after_response()
-        server.Request.process(self)
+        # server.Request.process, less what the API does not use: no Server header, the
+        # Date header rendered once a second, and the root resource (a leaf) directly.
+        self.responseHeaders.setRawHeaders(b"date", [site.http_date()])
+        self.prepath = []
+        self.postpath = list(map(unquote, self.path[1:].split(b"/")))
+        self.sitepath: list[bytes] = []
+        if self.path == b"*":
+            self._handleStar()
+            return
+        try:
+            self.render(site.resource)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.processingFailed(Failure())
 
     def _handleStar(self) -> None:
         # Twisted answers a "*" target itself (200 for OPTIONS, else a bare 405 with
@@ -149,10 +163,14 @@ class FireworqRequest(server.Request):
 
 class FireworqChannel(http.HTTPChannel):
     idle_since: float | None = None
+    #: The client as the access log writes it; it does not change during a connection.
+    peer = ""
 
     def connectionMade(self) -> None:
         http.HTTPChannel.connectionMade(self)
         self.site.channels.add(self)  # type: ignore[attr-defined]
+        if self.transport is not None:
+            self.peer = peer_text(self.transport.getPeer())
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.channels.discard(self)  # type: ignore[attr-defined]
@@ -192,12 +210,22 @@ class FireworqSite(server.Site):
         self.draining = False
         self.displayTracebacks = False
         self.channels: set[FireworqChannel] = set()
+        self._date_second = -1
+        self._date = b""
+
+    def http_date(self) -> bytes:
+        second = int(self.clock.seconds())
+        if second != self._date_second:
+            self._date_second, self._date = second, http.datetimeToString(second)
+        return self._date
 
     def log(self, request: http.Request) -> None:
         now = self.clock.seconds()
         started = getattr(request, "started", now)
         user_agent = request.getHeader(b"user-agent")
+        channel = request.channel
         self.access_log.log(
+            channel.peer if isinstance(channel, FireworqChannel) else
             peer_text(request.getClientAddress()),
             None if user_agent is None else user_agent.decode("utf-8", "replace"),
             request.method.decode("latin-1"), request.uri.decode("latin-1"), request.code,

@@ -75,8 +75,20 @@ def queue_name(text: str) -> str:
     return text
 
 
+# Most job URLs: a host name or IPv4 address, an optional port, a path. The general rule
+# below decides the rest.
+_PLAIN_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::(?P<port>[1-9][0-9]{0,4}))?(?:[/?#][!-~]*)?", re.IGNORECASE
+)
+
+
 def is_valid_url(url: str) -> bool:
     """An absolute http or https URL of printable ASCII (API.md 2.18)."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is not None and len(url) <= _MAX_URL_BYTES:
+        plain_port = plain.group("port")
+        if plain_port is None or int(plain_port) <= 65535:
+            return True
     if len(url) > _MAX_URL_BYTES or not _PRINTABLE_ASCII.fullmatch(url):
         return False
     scheme = _SCHEME.match(url)

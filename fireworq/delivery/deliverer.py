@@ -18,7 +18,12 @@ from fireworq.delivery.body import BodyError, BodyReader, body_source
 from fireworq.delivery.client import DeliverySettings
 from fireworq.delivery.errors import describe
 from fireworq.delivery.result import interpret_response
-from fireworq.delivery.target import InvalidTarget, Target, parse_target, resolve_location
+from fireworq.delivery.target import (
+    InvalidTarget,
+    Target,
+    parse_target,
+    resolve_location,
+)
 from fireworq.model import Job, ResultStatus, WorkerResult
 
 __all__ = ["MAX_REDIRECTS", "Deliverer"]

@@ -12,10 +12,9 @@ Times are the database clock in ms. All SQL of the dialect is in this module.
 from __future__ import annotations
 
 import hashlib
-
-import pymysql
 from typing import Any, Callable, Sequence, TypeVar
 
+import pymysql
 from twisted.internet.interfaces import IReactorTime
 
 from fireworq.dsn import MySQLDSN
@@ -294,7 +293,10 @@ class MySQLStore:
         return await self._on_grab_connection("grab", _grab, table, limit, locks)
 
     async def complete(self, completions: Sequence[Completion]) -> None:
-        await self._pools()[1].run("complete", _complete, completions)
+        deletes, retries, failures = group_completions(completions)
+        # One DELETE (or one UPDATE) commits by itself: no BEGIN and COMMIT round trips.
+        single = not failures and len(deletes) + len(retries) == 1
+        await self._pools()[1].run("complete", _complete, completions, transaction=not single)
 
     async def recover(self, table: str) -> int:
         locks = self._locks_of(table)
