@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -104,6 +105,15 @@ async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: f
         await deferLater(clock, DRAIN_STEP, lambda: None)
     for channel in list(site.channels):
         channel.transport.abortConnection()  # type: ignore[union-attr]
+
+
+def tune_garbage_collector() -> None:
+    """Every request allocates thousands of objects, and CPython's cyclic collector ran
+    every 700 allocations, scanning the start-up objects too (4 % of a push). Objects live
+    on: reference counting frees nearly all of them; the collector now runs far less often
+    and skips what exists at start."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 class SignalHandling:

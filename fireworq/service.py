@@ -31,7 +31,12 @@ from fireworq.cluster.mysql import MySQLActivator
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
 from fireworq.errors import StoreMisconfigured, StoreUnavailable
-from fireworq.lifecycle import SignalHandling, drain_connections, listen
+from fireworq.lifecycle import (
+    SignalHandling,
+    drain_connections,
+    listen,
+    tune_garbage_collector,
+)
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.storage import Store
@@ -122,9 +127,7 @@ class FireworqService(Service):
         self._reactor.callWhenRunning(self._begin)
 
     def _begin(self) -> None:
-        import gc
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
+        tune_garbage_collector()
         self._signals.install()
         if not self.running:
             return
