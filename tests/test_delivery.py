@@ -787,20 +787,20 @@ class ClientTests(SynchronousTestCase):
         settings = attrs.evolve(
             make_settings(keep_alive=True), max_conns_per_host=7, idle_conn_timeout=90
         )
-        _, pool = make_http_client(Clock(), settings)
-        self.assertTrue(pool.persistent)
-        self.assertEqual(pool.maxPersistentPerHost, 7)
-        self.assertEqual(pool.cachedConnectionTimeout, 90)
+        _, agent = make_http_client(Clock(), settings)
+        self.assertTrue(agent.persistent)
+        self.assertEqual(agent.max_idle_per_host, 7)
+        self.assertEqual(agent.idle_timeout, 90)
 
     def test_pool_defaults(self) -> None:
         """0 connections per host means 2; an idle timeout of 0 means never."""
         settings = attrs.evolve(
             make_settings(keep_alive=False), max_conns_per_host=0, idle_conn_timeout=0
         )
-        _, pool = make_http_client(Clock(), settings)
-        self.assertFalse(pool.persistent)
-        self.assertEqual(pool.maxPersistentPerHost, 2)
-        self.assertGreater(pool.cachedConnectionTimeout, 10 * 365 * 24 * 3600)
+        _, agent = make_http_client(Clock(), settings)
+        self.assertFalse(agent.persistent)
+        self.assertEqual(agent.max_idle_per_host, 2)
+        self.assertIsNone(agent.idle_timeout)
 
     def test_limits(self) -> None:
         self.assertEqual((CONNECT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT), (30, 10))

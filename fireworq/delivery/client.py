@@ -27,16 +27,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    URI,
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    _HTTP11ClientFactory,
-)
+from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS
+from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
+
+from fireworq.delivery.agent import WorkerAgent
 
 __all__ = ["CONNECT_TIMEOUT", "TLS_HANDSHAKE_TIMEOUT", "DeliverySettings", "make_http_client"]
 
@@ -44,9 +40,6 @@ __all__ = ["CONNECT_TIMEOUT", "TLS_HANDSHAKE_TIMEOUT", "DeliverySettings", "make
 CONNECT_TIMEOUT = 30
 #: Seconds after which a TLS handshake with a worker is given up, whatever the job's timeout.
 TLS_HANDSHAKE_TIMEOUT = 10
-# The pool takes a number, not "never"; the reactor caps its sleep at about 24 days, so a timer
-# a century away costs nothing and never fires.
-_NEVER = 100 * 365 * 24 * 3600
 # Bounds the endpoint cache against URLs naming ever new hosts.
 _MAX_ENDPOINTS = 1000
 
@@ -77,64 +70,34 @@ def _endpoint(reactor: Any, host: str, port: int) -> IStreamClientEndpoint:
     return TCP4ClientEndpoint(reactor, str(address), port, timeout=CONNECT_TIMEOUT)
 
 
-class _QuietClientFactory(_HTTP11ClientFactory):
-    # One factory per worker connection: "Starting factory" lines would flood the log.
-    noisy = False
-
-
-#: How long a connection beyond the idle limit may wait for its next request.
-OVERFLOW_LINGER = 1.0
-
-
-class _QuietPool(HTTPConnectionPool):
-    """Keeps ``maxPersistentPerHost`` idle connections per worker host; connections beyond
-    that are closed once idle for OVERFLOW_LINGER instead of at once.
-
-    With more deliveries in flight than the limit (max_workers 50, limit 10), Twisted's pool
-    closed most connections as they came back, moments before the next delivery to the same
-    worker needed one: half the deliveries paid for a new TCP connection.
-    """
-
-    _factory = _QuietClientFactory
-
-    def _putConnection(self, key: Any, connection: Any) -> None:
-        connections = self._connections.get(key, ())
-        if connection.state != "QUIESCENT" or len(connections) < self.maxPersistentPerHost:
-            HTTPConnectionPool._putConnection(self, key, connection)
-            return
-        self._connections[key].append(connection)  # taken last: the oldest are reused first
-        self._timeouts[connection] = self._reactor.callLater(
-            min(OVERFLOW_LINGER, self.cachedConnectionTimeout), self._removeConnection, key,
-            connection,
-        )
-
-
 def make_http_client(
     reactor: Any,
     settings: DeliverySettings,
     *,
     handshake_clock: IReactorTime | None = None,
-) -> tuple[HTTPClient, HTTPConnectionPool]:
-    """The client a Deliverer needs, and its pool (to close on shutdown).
+) -> tuple[HTTPClient, WorkerAgent]:
+    """The client a Deliverer needs, and its agent (whose idle connections are closed on
+    shutdown).
 
-    ``reactor`` must provide TCP, time and name resolution, as Agent requires.
+    ``reactor`` must provide TCP, time and name resolution.
     ``handshake_clock`` (default: the reactor) runs the TLS handshake deadlines.
     """
-    pool = _QuietPool(reactor, persistent=settings.keep_alive)  # type: ignore[no-untyped-call]
-    pool.maxPersistentPerHost = settings.max_conns_per_host or 2
-    pool.cachedConnectionTimeout = settings.idle_conn_timeout or _NEVER
     # Without this policy wrapper a server that stalls the handshake would hold a job with
     # timeout 0 forever; the default policy checks certificates against the system's CAs.
     policy = _HandshakeDeadlinePolicy(
         BrowserLikePolicyForHTTPS(), handshake_clock or reactor, TLS_HANDSHAKE_TIMEOUT
     )
-    # No ProxyAgent: HTTP_PROXY and friends are deliberately not used.
-    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor, policy), pool)
+    # No proxy: HTTP_PROXY and friends are deliberately not used.
+    agent = WorkerAgent(
+        reactor, _Endpoints(reactor, policy).endpoint_for,
+        persistent=settings.keep_alive,
+        max_idle_per_host=settings.max_conns_per_host or 2,
+        idle_timeout=settings.idle_conn_timeout or None,
+    )
     client = HTTPClient(agent, cookiejar=_NoCookies(), data_to_body_producer=_BytesProducer)
-    return client, pool
+    return client, agent
 
 
-@implementer(IAgentEndpointFactory)
 @attrs.define
 class _Endpoints:
     """The endpoints Agent would make, made once per scheme, host and port. Agent asks for one
@@ -145,17 +108,15 @@ class _Endpoints:
     _policy: IPolicyForHTTPS
     _made: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = attrs.field(factory=dict)
 
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        key = (uri.scheme, uri.host, uri.port)
+    def endpoint_for(self, scheme: bytes, host: bytes, port: int) -> IStreamClientEndpoint:
+        key = (scheme, host, port)
         endpoint = self._made.get(key)
         if endpoint is None:
-            endpoint = _endpoint(self._reactor, uri.host.decode("ascii"), uri.port)
-            if uri.scheme == b"https":
-                endpoint = wrapClientTLS(
-                    self._policy.creatorForNetloc(uri.host, uri.port), endpoint
-                )
-            elif uri.scheme != b"http":
-                raise SchemeNotSupported(f"unsupported scheme {uri.scheme!r}")
+            endpoint = _endpoint(self._reactor, host.decode("ascii"), port)
+            if scheme == b"https":
+                endpoint = wrapClientTLS(self._policy.creatorForNetloc(host, port), endpoint)
+            elif scheme != b"http":
+                raise SchemeNotSupported(f"unsupported scheme {scheme!r}")
             if len(self._made) >= _MAX_ENDPOINTS:
                 self._made.clear()
             self._made[key] = endpoint
@@ -182,11 +143,11 @@ class _BytesProducer:
     writes from a cooperator task on the global reactor one reactor turn later."""
 
     def __init__(self, body: bytes) -> None:
-        self._body = body
+        self.body = body  # read directly by WorkerAgent
         self.length = len(body)
 
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
+        consumer.write(self.body)
         return succeed(None)
 
     def pauseProducing(self) -> None:
