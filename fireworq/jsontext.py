@@ -71,6 +71,7 @@ _STR_ESCAPES = {chr(c): f"\\u{c:04x}" for c in range(0x20)}
 _STR_ESCAPES.update({'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 _STR_ESCAPES.update(_HTML_ESCAPES)
 _STR_UNSAFE = re.compile('["\\\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]')
+_STR_HARD = re.compile('[\x00-\x1f<>&\u2028\u2029\ud800-\udfff]')
 
 
 @attrs.frozen
@@ -373,6 +374,9 @@ def encode_str(s: str) -> str:
     """A JSON string literal for s, escaped as Go's encoding/json does (API.md 1.3)."""
     if _STR_UNSAFE.search(s) is None:
         return '"' + s + '"'
+    if _STR_HARD.search(s) is None:
+        # Only quotes and backslashes, as in most JSON payloads: no per-character callback.
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return '"' + _STR_UNSAFE.sub(_escape_str_char, s) + '"'
 
 

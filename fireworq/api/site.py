@@ -165,12 +165,18 @@ class FireworqChannel(http.HTTPChannel):
     idle_since: float | None = None
     #: The client as the access log writes it; it does not change during a connection.
     peer = ""
+    _host: Any = None
 
     def connectionMade(self) -> None:
         http.HTTPChannel.connectionMade(self)
         self.site.channels.add(self)  # type: ignore[attr-defined]
         if self.transport is not None:
             self.peer = peer_text(self.transport.getPeer())
+            self._host = self.transport.getHost()
+
+    def getHost(self) -> Any:
+        # Every request asks (twisted.web.http.Request.__init__); it is a syscall each time.
+        return self._host
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.site.channels.discard(self)  # type: ignore[attr-defined]
