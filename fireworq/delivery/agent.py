@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionDone
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IConsumer, IDelayedCall, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -33,6 +33,7 @@ MAX_HEAD = 65536
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _NO_BODY_CODES = frozenset({204, 304})
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 Key = tuple[bytes, bytes, int]
 
@@ -63,7 +64,7 @@ def split_uri(uri: bytes) -> tuple[bytes, bytes, int, bytes]:
     else:
         host, _, port_text = host_port.partition(b":")
     port = int(port_text) if port_text else _DEFAULT_PORTS[scheme]
-    return scheme, host, port, target
+    return scheme, host.lower(), port, target
 
 
 def _host_header(scheme: bytes, host: bytes, port: int) -> bytes:
@@ -115,6 +116,7 @@ class _Response:
         self.headers = headers
         self.length = length
         self._protocol: Protocol | None = None
+        self._transport: _BodyTransport | None = None
         self._buffered: list[bytes] = []
         self._end: Failure | None = None
 
@@ -123,7 +125,10 @@ class _Response:
 
     def deliverBody(self, protocol: Protocol) -> None:
         self._protocol = protocol
-        protocol.makeConnection(_BodyTransport(self._connection))
+        # Once the body has ended the connection is no longer this response's to drop: it may
+        # already carry the next request.
+        self._transport = _BodyTransport(self._connection if self._end is None else None)
+        protocol.makeConnection(self._transport)
         buffered, self._buffered = self._buffered, []
         for data in buffered:
             protocol.dataReceived(data)
@@ -140,18 +145,25 @@ class _Response:
         if self._end is not None:
             return
         self._end = reason
+        if self._transport is not None:
+            self._transport.detach()
         if self._protocol is not None:
             self._protocol.connectionLost(reason)
 
 
 class _BodyTransport:
-    """What a body protocol may do with the connection: drop it (it is not reused then)."""
+    """What a body protocol may do with the connection: drop it (it is not reused then), until
+    its body has ended."""
 
-    def __init__(self, connection: _Connection) -> None:
+    def __init__(self, connection: _Connection | None) -> None:
         self._connection = connection
 
+    def detach(self) -> None:
+        self._connection = None
+
     def loseConnection(self) -> None:
-        self._connection.abandon()
+        if self._connection is not None:
+            self._connection.abandon()
 
     stopProducing = loseConnection
 
@@ -168,6 +180,9 @@ class _Connection(Protocol):
     def __init__(self, agent: WorkerAgent, key: Key) -> None:
         self._agent = agent
         self.key = key
+        #: Whether any byte of an answer came for the current request.
+        self.answered = False
+        # Lost, or being dropped: never handed out again, and what arrives on it is ignored.
         self.closed = False
         self._waiter: Deferred[IResponse] | None = None
         self._response: _Response | None = None
@@ -183,6 +198,7 @@ class _Connection(Protocol):
     # Sending
 
     def send(self, data: bytes, head_request: bool, persistent: bool) -> Deferred[IResponse]:
+        self.answered = False
         self._waiter = Deferred(self._cancel)
         self._head_request = head_request
         self._reusable = persistent
@@ -198,7 +214,13 @@ class _Connection(Protocol):
     def abandon(self) -> None:
         """Drop the connection now (cancelled, timed out, or the body is not wanted)."""
         self._reusable = False
-        if self.transport is not None and not self.closed:
+        if self.closed:
+            return
+        # connectionLost comes later (a reactor turn, for TCP): until then an idle connection
+        # must not be taken from the pool, nor its late bytes read as an answer.
+        self.closed = True
+        self._agent.forget(self)
+        if self.transport is not None:
             abort = getattr(self.transport, "abortConnection", None)
             if abort is not None:
                 abort()
@@ -208,10 +230,13 @@ class _Connection(Protocol):
     # Receiving
 
     def dataReceived(self, data: bytes) -> None:
+        if self.closed:
+            return
         if self._response is None and self._waiter is None:
             # Nothing asked for this: a server that talks out of turn cannot be reused.
             self.abandon()
             return
+        self.answered = True
         self._buffer = self._buffer + data if self._buffer else data
         try:
             self._parse()
@@ -219,7 +244,7 @@ class _Connection(Protocol):
             self._fail(Failure(error))
 
     def _parse(self) -> None:
-        while self._buffer:
+        while self._buffer and not self.closed:  # a body protocol may drop the connection
             if self._response is None:
                 if self._waiter is None:
                     # Bytes after a complete answer, unasked for: the connection is unusable.
@@ -237,7 +262,7 @@ class _Connection(Protocol):
 
     def _parse_head(self) -> bool:
         end = self._buffer.find(b"\r\n\r\n")
-        if end == -1:
+        if end == -1 or end > MAX_HEAD:  # the same limit however the head arrives
             if len(self._buffer) > MAX_HEAD:
                 raise ProtocolError("response headers longer than %d bytes" % MAX_HEAD)
             return False
@@ -245,7 +270,8 @@ class _Connection(Protocol):
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
         version = parts[0]
-        if len(parts) < 2 or not version.startswith(b"HTTP/1.") or len(version) != 8:
+        if (len(parts) < 2 or not version.startswith(b"HTTP/1.") or len(version) != 8
+                or not version[7:8].isdigit()):
             raise ProtocolError("not an HTTP/1.x status line: %r" % lines[0][:100])
         if len(parts[1]) != 3 or not parts[1].isdigit():
             raise ProtocolError("bad status code %r" % parts[1][:20])
@@ -253,6 +279,7 @@ class _Connection(Protocol):
         headers = Headers()
         length: int | None = None
         chunked = False
+        encoded = False
         close = version == b"HTTP/1.0"
         previous: bytes | None = None
         for line in lines[1:]:
@@ -271,7 +298,7 @@ class _Connection(Protocol):
                 length = int(value)
             elif lowered == b"transfer-encoding":
                 chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-                length = None
+                encoded = True
                 if not chunked:
                     close = True  # an encoding we don't frame: read until close
             elif lowered == b"connection":
@@ -279,13 +306,13 @@ class _Connection(Protocol):
                     close = True
         if 100 <= code < 200:
             return True  # informational: the real answer follows
-        if chunked:
-            length = None
+        if encoded:
+            length = None  # Transfer-Encoding overrides Content-Length, before or after it
         self._reusable = self._reusable and not close
         if self._head_request or code in _NO_BODY_CODES:
             length = 0
             chunked = False
-        response = _Response(self, (b"HTTP", 1, int(version[7:8] or b"1")), code,
+        response = _Response(self, (b"HTTP", 1, int(version[7:8])), code,
                              parts[2] if len(parts) > 2 else b"", headers,
                              UNKNOWN_LENGTH if length is None else length)
         self._response = response
@@ -301,6 +328,8 @@ class _Connection(Protocol):
         assert waiter is not None
         waiter.callback(response)
         if not chunked and length == 0:
+            if self._buffer:
+                self._reusable = False  # bytes after an answer without body: unasked for
             self._finish()
         return True
 
@@ -334,12 +363,10 @@ class _Connection(Protocol):
                 return False
             line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
             size_text = line.split(b";", 1)[0].strip()
-            try:
-                self._remaining = int(size_text, 16)
-            except ValueError:
-                raise ProtocolError("bad chunk size %r" % size_text[:20]) from None
-            if self._remaining < 0:
+            # int() alone would take "0x1f", "+1f", "1_f" too.
+            if not size_text or size_text.strip(_HEX_DIGITS) or len(size_text) > 16:
                 raise ProtocolError("bad chunk size %r" % size_text[:20])
+            self._remaining = int(size_text, 16)
             self._chunk_state = "trailers" if self._remaining == 0 else "data"
             return True
         if self._chunk_state == "data":
@@ -440,7 +467,7 @@ class WorkerAgent:
         self._linger = linger
         self._idle: dict[Key, deque[_Connection]] = {}
         self._timers: dict[_Connection, IDelayedCall] = {}
-        self._closing: list[Deferred[None]] = []
+        self._closed = False
 
     def request(self, method: bytes, uri: bytes, headers: Headers | None = None,
                 bodyProducer: IBodyProducer | None = None) -> Deferred[IResponse]:
@@ -469,9 +496,10 @@ class WorkerAgent:
                 lines.append(b"\r\n")
             data = b"".join(lines)
             connection = self._take(key)
-            if connection is not None:
-                return connection.send(data, head_request, self.persistent)
-            return self._connect(key, data, head_request)
+            if connection is None:
+                return self._connect(key, data, head_request)
+            sent = connection.send(data, head_request, self.persistent)
+            return sent.addErrback(self._retry_if_stale, connection, key, data, head_request)
 
         return _body_of(bodyProducer).addCallback(send)
 
@@ -486,16 +514,33 @@ class WorkerAgent:
             return connection.send(data, head_request, self.persistent)
 
         def not_connected(reason: Failure) -> Failure:
+            if reason.check(CancelledError):
+                return reason  # the caller's own cancel is not a failure to explain
             return Failure(ResponseNeverReceived([reason]))
 
         return connecting.addCallbacks(connected, not_connected)
+
+    def _retry_if_stale(self, reason: Failure, connection: _Connection, key: Key, data: bytes,
+                        head_request: bool) -> Any:
+        # A kept connection the worker closed just as the request went out (its keep-alive
+        # timeout ran out): nothing came back, so send it once more on a new connection, as
+        # Go's client does. The worker may have seen it; delivery is at least once anyway.
+        error = reason.value
+        stale = isinstance(error, ResponseNeverReceived) and not connection.answered and all(
+            cause.check(ConnectionDone, ConnectionLost) for cause in error.reasons)
+        if not stale:
+            return reason
+        return self._connect(key, data, head_request)
 
     # The pool
 
     def _take(self, key: Key) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
-            connection = idle.popleft()  # the longest idle first: the others may expire
+            # The most recently used first, as Go's client does: it is the least likely to have
+            # been closed by the server's own keep-alive timeout, and the connections beyond
+            # max_idle_per_host (the last put back, lingering) go before the kept ones.
+            connection = idle.pop()
             timer = self._timers.pop(connection, None)
             if timer is not None and timer.active():
                 timer.cancel()
@@ -505,6 +550,9 @@ class WorkerAgent:
 
     def put(self, connection: _Connection) -> None:
         """A connection whose exchange is over and that may be reused."""
+        if self._closed:  # shutting down: an exchange that ended late is not kept
+            connection.abandon()
+            return
         idle = self._idle.setdefault(connection.key, deque())
         if len(idle) < self.max_idle_per_host:
             timeout = self.idle_timeout
@@ -530,7 +578,8 @@ class WorkerAgent:
                 del self._idle[connection.key]
 
     def closeCachedConnections(self) -> Deferred[None]:
-        """Close every idle connection (at shutdown)."""
+        """Close every idle connection, and those that become idle later (at shutdown)."""
+        self._closed = True
         for idle in list(self._idle.values()):
             for connection in list(idle):
                 connection.abandon()
