@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import re
 from base64 import b64encode
 from urllib.parse import quote, unquote_to_bytes, urljoin, urlsplit
@@ -33,8 +35,13 @@ class Target:
     """``Basic …`` from the URL's user information, if it has any."""
 
 
+@functools.lru_cache(maxsize=1024)  # the jobs of a queue mostly go to a few URLs
 def parse_target(url: str) -> Target:
     """Check and split a worker URL; raises InvalidTarget."""
+    return _parse_target(url)
+
+
+def _parse_target(url: str) -> Target:
     bad = _FORBIDDEN.search(url)
     if bad is not None:
         raise InvalidTarget(f"invalid character {bad.group()!r} in URL")

@@ -199,7 +199,8 @@ class MySQLStore:
         )
         self.grabber = MySQLPool(self._queue_dsn, self._reactor, size=1,
                                  io_timeout=LOCK_IO_TIMEOUT,
-                                 on_connect=self._record_grab_connection, before=self._before)
+                                 on_connect=self._record_grab_connection, before=self._before,
+                                 implicit_transactions=True)
         await self.repository.run("create schema", _create_repository)
         self.autoinc_consecutive = await self.jobs.run(
             "read settings", _autoinc_consecutive, transaction=False)
