@@ -499,12 +499,16 @@ _INSERT_COLUMNS = (
     "(next_try, created_at, retry_count, retry_delay, fail_count, category, url, payload,"
     " timeout)"
 )
-_INSERT_VALUES = "(%s + %%s, %s, %%s, %%s, 0, %%s, %%s, %%s, %%s)" % (NOW_MS, NOW_MS)
+# Values written as literals: integers in decimal, text and bytes as hex literals (X'..'),
+# which need no escaping. PyMySQL's escaping of 7 parameters a job, in Python, cost more
+# than the rest of a push's database work.
+_ROW = "(%s + %%d, %s, %%d, %%d, 0, X'%%s', X'%%s', X'%%s', %%d)" % (NOW_MS, NOW_MS)
 
 
-def _insert_values(job: NewJob) -> tuple[Any, ...]:
-    return (job.run_after * 1000, job.max_retries, job.retry_delay,
-            job.category.encode("utf-8"), job.url.encode("utf-8"), job.payload, job.timeout)
+def _row(job: NewJob) -> str:
+    return _ROW % (job.run_after * 1000, job.max_retries, job.retry_delay,
+                   job.category.encode("utf-8").hex(), job.url.encode("utf-8").hex(),
+                   job.payload.hex(), job.timeout)
 
 
 def _push(txn: Txn, jobs: Sequence[tuple[str, NewJob]], consecutive: bool) -> list[int]:
@@ -513,22 +517,16 @@ def _push(txn: Txn, jobs: Sequence[tuple[str, NewJob]], consecutive: bool) -> li
         by_table.setdefault(part, []).append(index)
     ids = [0] * len(jobs)
     for part, indexes in by_table.items():
-        batch = [jobs[i][1] for i in indexes] if consecutive else []
+        insert = "INSERT INTO %s %s VALUES " % (job_table(part), _INSERT_COLUMNS)
         if consecutive:
             # One statement per table; a simple multi-row INSERT gets consecutive ids.
-            txn.execute(
-                "INSERT INTO %s %s VALUES %s"
-                % (job_table(part), _INSERT_COLUMNS, ",".join([_INSERT_VALUES] * len(batch))),
-                [value for job in batch for value in _insert_values(job)],
-            )
+            txn.execute(insert + ",".join([_row(jobs[i][1]) for i in indexes]))
             first = int(txn.lastrowid)
             for offset, index in enumerate(indexes):
                 ids[index] = first + offset
         else:
             for index in indexes:
-                txn.execute("INSERT INTO %s %s VALUES %s"
-                            % (job_table(part), _INSERT_COLUMNS, _INSERT_VALUES),
-                            _insert_values(jobs[index][1]))
+                txn.execute(insert + _row(jobs[index][1]))
                 ids[index] = int(txn.lastrowid)
     return ids
 
