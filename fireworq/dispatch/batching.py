@@ -74,20 +74,29 @@ class TurnBatcher(Generic[Item, Result]):
             results = await self._flush([entry.item for entry in batch])
         except BaseException:
             failure = Failure()
+            self._done(batch)
             for entry in batch:
                 if not entry.waiter.called:  # it may have expired meanwhile
                     entry.waiter.errback(failure)
         else:
+            # The next batch goes to the store first, then this one's results are handed
+            # out: the store works on it while the waiters' callbacks run (for pushes, the
+            # writing of every answer), instead of after them.
+            self._done(batch)
             for entry, result in zip(batch, results):
                 if not entry.waiter.called:
                     entry.waiter.callback(result)
-        finally:
-            self._flushing.remove(batch)
-            if self._pending and self._timer is None:
+
+    def _done(self, batch: list[_Entry[Item, Result]]) -> None:
+        self._flushing.remove(batch)
+        if self._pending and self._timer is None:
+            if self._delay:
                 self._timer = self._clock.callLater(0, self._start)
-            if not self.busy and self._watch is not None:
-                self._watch.cancel()
-                self._watch = None
+            else:
+                self._start()
+        if not self.busy and self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def _expire(self) -> None:
         self._watch = None
