@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Generic, Sequence, TypeVar
+from typing import Callable, Generic, Sequence, TypeVar
 
 import attrs
 
@@ -179,6 +179,18 @@ class Page(Generic[T]):
 class FailedOrder(str, Enum):
     FAILED = "failed"
     CREATED = "created"
+
+
+def job_position(job: Job) -> tuple[int, int]:
+    """Where a job stands in the inspection lists (API.md 2.19): (next_try, id)."""
+    return job.next_try, job.id
+
+
+def failed_position(order: FailedOrder) -> Callable[[FailedJob], tuple[int, int]]:
+    """Where a failed job stands in the failure log sorted by ``order`` (API.md 2.24)."""
+    if order is FailedOrder.FAILED:
+        return lambda failed: (failed.failed_at, failed.id)
+    return lambda failed: (failed.created_at, failed.id)
 
 
 @attrs.frozen

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-
 import re
 from base64 import b64encode
 from urllib.parse import quote, unquote_to_bytes, urljoin, urlsplit

@@ -28,6 +28,8 @@ from fireworq.model import (
     QueueDefinition,
     Routing,
     StateCounts,
+    failed_position,
+    job_position,
 )
 
 T = TypeVar("T")
@@ -253,7 +255,7 @@ class MemoryStore:
         self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
     ) -> Page[Job]:
         jobs = self._in_state(self._table(table), state, self._now())
-        return keyset_page(jobs, lambda j: (j.next_try, j.id), not ascending, cursor, limit)
+        return keyset_page(jobs, job_position, not ascending, cursor, limit)
 
     async def get_job(self, table: str, job_id: int) -> Job | None:
         return self._table(table).jobs.get(job_id)
@@ -265,9 +267,7 @@ class MemoryStore:
         self, table: str, order: FailedOrder, cursor: Cursor | None, limit: int
     ) -> Page[FailedJob]:
         failures = self._table(table).failures.values()
-        if order is FailedOrder.FAILED:
-            return keyset_page(failures, lambda f: (f.failed_at, f.id), True, cursor, limit)
-        return keyset_page(failures, lambda f: (f.created_at, f.id), True, cursor, limit)
+        return keyset_page(failures, failed_position(order), True, cursor, limit)
 
     async def get_failed(self, table: str, failure_id: int) -> FailedJob | None:
         return self._table(table).failures.get(failure_id)

@@ -32,6 +32,8 @@ from fireworq.model import (
     QueueDefinition,
     Routing,
     StateCounts,
+    failed_position,
+    job_position,
 )
 from fireworq.storage.mysqlpool import (
     DEFAULT_IO_TIMEOUT,
@@ -640,7 +642,7 @@ def _list_jobs(
            limit + 1),
         params or None,
     )
-    return page_of(txn.fetchall(), limit, job_from_row, lambda j: (j.next_try, j.id))
+    return page_of(txn.fetchall(), limit, job_from_row, job_position)
 
 
 def _get_job(txn: Txn, part: str, job_id: int, delete: bool) -> Job | None:
@@ -668,11 +670,7 @@ def _list_failed(
         % (FAILED_COLUMNS, failure_table(part), where, time_column, limit + 1),
         params or None,
     )
-    key: Callable[[FailedJob], tuple[int, int]] = (
-        (lambda f: (f.failed_at, f.id)) if order is FailedOrder.FAILED
-        else (lambda f: (f.created_at, f.id))
-    )
-    return page_of(txn.fetchall(), limit, failed_from_row, key)
+    return page_of(txn.fetchall(), limit, failed_from_row, failed_position(order))
 
 
 def _get_failed(txn: Txn, part: str, failure_id: int, delete: bool) -> FailedJob | None:

@@ -29,6 +29,8 @@ from fireworq.model import (
     QueueDefinition,
     Routing,
     StateCounts,
+    failed_position,
+    job_position,
 )
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
@@ -454,7 +456,7 @@ def _list_jobs(
         % (JOB_COLUMNS, job_table(part), " AND ".join(conditions), direction, direction),
         (*params, limit + 1),
     )
-    return page_of(txn.fetchall(), limit, job_from_row, lambda j: (j.next_try, j.id))
+    return page_of(txn.fetchall(), limit, job_from_row, job_position)
 
 
 def _get_job(txn: Cursor_, part: str, job_id: int, delete: bool) -> Job | None:
@@ -482,9 +484,7 @@ def _list_failed(
         % (FAILED_COLUMNS, failure_table(part), where, time_column),
         (*params, limit + 1),
     )
-    if order is FailedOrder.FAILED:
-        return page_of(txn.fetchall(), limit, failed_from_row, lambda f: (f.failed_at, f.id))
-    return page_of(txn.fetchall(), limit, failed_from_row, lambda f: (f.created_at, f.id))
+    return page_of(txn.fetchall(), limit, failed_from_row, failed_position(order))
 
 
 def _get_failed(txn: Cursor_, part: str, failure_id: int, delete: bool) -> FailedJob | None:
