@@ -27,7 +27,7 @@ import urllib.request
 from twisted.internet.task import Clock
 
 from fireworq.logs import AccessLog, LineWriter, QueueLog
-from fireworq.model import Job, JobStatus
+from fireworq.model import NewJob, PushedJob
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -44,13 +44,13 @@ def micro(lines: int = 50_000) -> float:
         writer = LineWriter(clock, os.path.join(directory, "log"), io.BytesIO())
         queue_log = QueueLog(writer, clock, "fireworq.queue", "info")
         access_log = AccessLog(writer, "fireworq.access")
-        job = Job(id=17, category="send_welcome", url="http://worker.internal:8000/send",
-                  payload=b'{"user": 42, "lang": "ja"}', status=JobStatus.CLAIMED,
-                  created_at=1_732_790_400_012, next_try=1_732_790_400_012, retry_count=3,
-                  retry_delay=30, fail_count=0, timeout=10)
+        job = NewJob(category="send_welcome", url="http://worker.internal:8000/send",
+                     payload=b'{"user": 42, "lang": "ja"}', run_after=0, max_retries=3,
+                     retry_delay=30, timeout=10)
+        pushed = PushedJob(17, 1_732_790_400_012, 1_732_790_400_012)
         started = time.process_time()
         for index in range(lines):
-            queue_log.push("mail", job)
+            queue_log.push("mail", job, pushed)
             access_log.log("127.0.0.1:53122", "wrk", "POST", "/job/send_welcome", 200,
                            2.731, 1_732_790_400.25)
             if index % 16 == 15:
