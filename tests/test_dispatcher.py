@@ -14,8 +14,8 @@ import json
 import random
 from typing import Any, Awaitable, Callable, Sequence
 
+from clocks import GuardedClock
 from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -53,29 +53,6 @@ LOG_MEMBERS = [
     "elapsed", "url", "payload", "next_try", "retry_count", "retry_delay", "fail_count",
     "timeout", "message",
 ]
-
-
-class GuardedClock(Clock):
-    """A L{Clock} that fails, instead of hanging C{advance}, when calls keep being scheduled
-    for the instant it is at (a timer that cannot make progress)."""
-
-    LIMIT = 10000
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._instant = -1.0
-        self._at_instant = 0
-
-    def callLater(self, delay: float, callable: Callable[..., object], *args: object,
-                  **kw: object) -> IDelayedCall:
-        now = self.seconds()
-        if now + delay <= now:
-            if now != self._instant:
-                self._instant, self._at_instant = now, 0
-            self._at_instant += 1
-            if self._at_instant > self.LIMIT:
-                raise AssertionError("calls keep being scheduled at t=%r" % (now,))
-        return super().callLater(delay, callable, *args, **kw)
 
 
 def new_job(

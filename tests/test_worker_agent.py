@@ -4,7 +4,6 @@ in-memory connections and a fake clock (no sockets, no real time)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.error import (
@@ -33,7 +32,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from fireworq.delivery.agent import MAX_HEAD, ProtocolError, WorkerAgent
+from fireworq.delivery.agent import MAX_HEAD, BytesProducer, ProtocolError, WorkerAgent
 
 Key = tuple[bytes, bytes, int]
 
@@ -155,28 +154,6 @@ class Collector(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.reason = reason
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """A payload with a ``body`` attribute, as fireworq.delivery.client's producer has."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
 
 
 @implementer(IBodyProducer)

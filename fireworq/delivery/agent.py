@@ -26,7 +26,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
-__all__ = ["WorkerAgent", "ProtocolError"]
+__all__ = ["BytesProducer", "ProtocolError", "WorkerAgent"]
 
 #: Longest response head (status line and headers) accepted.
 MAX_HEAD = 65536
@@ -74,6 +74,30 @@ def _host_header(scheme: bytes, host: bytes, port: int) -> bytes:
     return name + b":%d" % port
 
 
+@implementer(IBodyProducer)
+class BytesProducer:
+    """A payload in memory, written at once (treq's default for bytes writes from a
+    cooperator task on the global reactor, a reactor turn later). WorkerAgent reads ``body``
+    directly."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
 @implementer(IConsumer)
 class _Collector:
     def __init__(self) -> None:
@@ -92,9 +116,8 @@ class _Collector:
 def _body_of(producer: IBodyProducer | None) -> Deferred[bytes | None]:
     if producer is None:
         return succeed(None)
-    body = getattr(producer, "body", None)  # fireworq.delivery.client's producer: no copy
-    if isinstance(body, bytes):
-        return succeed(body)
+    if isinstance(producer, BytesProducer):
+        return succeed(producer.body)
     collector = _Collector()
     done: Deferred[Any] = producer.startProducing(collector)
     return done.addCallback(lambda _: b"".join(collector.parts))

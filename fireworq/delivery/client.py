@@ -12,7 +12,6 @@ import attrs
 from OpenSSL import SSL
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -20,7 +19,6 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import (
-    IConsumer,
     IOpenSSLClientConnectionCreator,
     IReactorTime,
     IStreamClientEndpoint,
@@ -29,10 +27,10 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web.client import BrowserLikePolicyForHTTPS
 from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IBodyProducer, IPolicyForHTTPS
+from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from fireworq.delivery.agent import WorkerAgent
+from fireworq.delivery.agent import BytesProducer, WorkerAgent
 
 __all__ = ["CONNECT_TIMEOUT", "TLS_HANDSHAKE_TIMEOUT", "DeliverySettings", "make_http_client"]
 
@@ -94,7 +92,7 @@ def make_http_client(
         max_idle_per_host=settings.max_conns_per_host or 2,
         idle_timeout=settings.idle_conn_timeout or None,
     )
-    client = HTTPClient(agent, cookiejar=_NoCookies(), data_to_body_producer=_BytesProducer)
+    client = HTTPClient(agent, cookiejar=_NoCookies(), data_to_body_producer=BytesProducer)
     return client, agent
 
 
@@ -134,29 +132,6 @@ class _NoCookies(IndexableCookieJar):
         pass
 
     def set_cookie(self, cookie: Cookie) -> None:
-        pass
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """The payload, written at once. treq's default wraps bytes in a FileBodyProducer, which
-    writes from a cooperator task on the global reactor one reactor turn later."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body  # read directly by WorkerAgent
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
         pass
 
 
