@@ -39,7 +39,7 @@ from fireworq.storage.memory import MemoryStore
 from fireworq.storage.sqlcommon import job_table
 from fireworq.storage.sqlite import SqliteStore
 from fireworq.dsn import parse_dsn
-from fireworq.storage.mysql import MySQLStore, lock_name
+from fireworq.storage.mysql import MySQLStore, lock_name, supports_skip_locked
 
 # ---------------------------------------------------------------------------------------
 # in-memory
@@ -246,3 +246,23 @@ class MySQLStoreContractTests(StoreContractMixin, TestCase):
             % job_table(table),
             (job_id,),
         )
+
+
+class MySQL57GrabContractTests(MySQLStoreContractTests):
+    """The contract again, grabbing as on MySQL 5.7: FOR UPDATE without SKIP LOCKED."""
+
+    async def openStore(self) -> MySQLStore:
+        store = await super().openStore()
+        store.skip_locked = False
+        return store
+
+
+class ServerFeatureTests(TestCase):
+    def test_skipLocked(self) -> None:
+        """When the server is MariaDB 10.6+ or MySQL 8+, grabs use SKIP LOCKED."""
+        for version, expected in [
+            ("10.11.19-MariaDB-0+deb12u1", True), ("10.6.0-MariaDB-log", True),
+            ("5.5.5-10.6.12-MariaDB", True), ("10.5.22-MariaDB", False),
+            ("5.7.44-log", False), ("8.0.36", True), ("8.4.0-commercial", True),
+        ]:
+            self.assertEqual(supports_skip_locked(version), expected, version)

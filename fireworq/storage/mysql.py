@@ -12,6 +12,7 @@ Times are the database clock in ms. All SQL of the dialect is in this module.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Callable, Sequence, TypeVar
 
 import pymysql
@@ -175,6 +176,7 @@ class MySQLStore:
         #: Lock names guarding grabs and recovery, per job table (set by the activator).
         self.locks_by_table: dict[str, set[str]] = {}
         self.autoinc_consecutive = True
+        self.skip_locked = True
         #: Called when the grab connection failed (set by the activator).
         self.grab_connection_lost: Callable[[], None] | None = None
 
@@ -204,8 +206,8 @@ class MySQLStore:
                                  on_connect=self._record_grab_connection, before=self._before,
                                  implicit_transactions=True)
         await self.repository.run("create schema", _create_repository)
-        self.autoinc_consecutive = await self.jobs.run(
-            "read settings", _autoinc_consecutive, transaction=False)
+        self.autoinc_consecutive, self.skip_locked = await self.jobs.run(
+            "read settings", _server_features, transaction=False)
 
     async def close(self) -> None:
         pools = {id(p): p for p in (self.grabber, self.jobs, self.repository) if p is not None}
@@ -293,7 +295,8 @@ class MySQLStore:
         locks = self._locks_of(table)
         if not locks:
             return []
-        return await self._on_grab_connection("grab", _grab, table, limit, locks)
+        return await self._on_grab_connection("grab", _grab, table, limit, locks,
+                                              self.skip_locked)
 
     async def complete(self, completions: Sequence[Completion]) -> None:
         deletes, retries, failures = group_completions(completions)
@@ -364,11 +367,20 @@ def _ping(txn: Txn) -> None:
     txn.fetchall()
 
 
-def _autoinc_consecutive(txn: Txn) -> bool:
-    # With innodb_autoinc_lock_mode 2, one multi-row INSERT may get interleaved ids.
-    txn.execute("SELECT @@innodb_autoinc_lock_mode")
-    row = txn.fetchone()
-    return row is None or int(row[0]) != 2
+def _server_features(txn: Txn) -> tuple[bool, bool]:
+    """Whether a multi-row INSERT gets consecutive ids (innodb_autoinc_lock_mode is not 2),
+    and whether the server knows ``FOR UPDATE SKIP LOCKED`` (MariaDB 10.6, MySQL 8)."""
+    txn.execute("SELECT @@innodb_autoinc_lock_mode, VERSION()")
+    mode, version = txn.fetchone()
+    return int(mode) != 2, supports_skip_locked(text(version))
+
+
+def supports_skip_locked(version: str) -> bool:
+    version = version.removeprefix("5.5.5-")  # MariaDB's old-client compatibility prefix
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:2]] + [0, 0]
+    if "mariadb" in version.lower():
+        return (numbers[0], numbers[1]) >= (10, 6)
+    return numbers[0] >= 8
 
 
 def _create_repository(txn: Txn) -> None:
@@ -549,7 +561,9 @@ def _holds_any(locks: Sequence[str]) -> str:
     return "(%s)" % " OR ".join(["IS_USED_LOCK(%s) = CONNECTION_ID()"] * len(locks))
 
 
-def _grab(txn: Txn, part: str, limit: int, locks: Sequence[str]) -> list[Job]:
+def _grab(
+    txn: Txn, part: str, limit: int, locks: Sequence[str], skip_locked: bool
+) -> list[Job]:
     table = job_table(part)
     # 1. Pre-select without locking rows (a locking read here would block pushes), and
     #    only while this very session holds the queue's lock.
@@ -561,10 +575,11 @@ def _grab(txn: Txn, part: str, limit: int, locks: Sequence[str]) -> list[Job]:
     ids = [row[0] for row in txn.fetchall()]
     if not ids:
         return []
-    # 2. Lock those still claimed (READ COMMITTED; skip any another session holds).
+    # 2. Lock those still claimed (READ COMMITTED; skip any another session holds, where
+    #    the server can: MySQL 5.7 waits for them instead, innodb_lock_wait_timeout at most).
     txn.execute(
-        "SELECT %s FROM %s WHERE job_id IN (%s) AND status = 'claimed' FOR UPDATE SKIP LOCKED"
-        % (JOB_COLUMNS, table, _placeholders(len(ids))),
+        "SELECT %s FROM %s WHERE job_id IN (%s) AND status = 'claimed' FOR UPDATE%s"
+        % (JOB_COLUMNS, table, _placeholders(len(ids)), " SKIP LOCKED" if skip_locked else ""),
         ids,
     )
     rows = txn.fetchall()
