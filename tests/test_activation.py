@@ -21,7 +21,6 @@ import sys
 import tempfile
 from collections import Counter
 
-import pytest
 from treq.client import HTTPClient
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.error import ConnectionRefusedError
