@@ -109,31 +109,35 @@ class QueueLog:
         self._debug = LEVELS[level] <= LogLevel.debug
         self._info = LEVELS[level] <= LogLevel.info
 
-    def _emit(
-        self, level: str, action: str, queue: str, job: Job, status: str, fail_count: int,
-        message: str,
+    def _write(
+        self, level: str, action: str, queue: str, category: str, job_id: int, status: str,
+        created_at: int, url: str, payload: bytes, next_try: int, retry_count: int,
+        retry_delay: int, fail_count: int, timeout: int, message: str,
     ) -> None:
         # A fixed template: a line per job event is too frequent for a generic encoder.
         now = int(self._clock.seconds() * 1000)
         line = _QUEUE_LINE % (
-            level, now, self._tag, action, encode_str(queue), encode_str(job.category), job.id,
-            status, job.created_at, now - job.created_at, encode_str(job.url),
-            encode_str(job.payload.decode("utf-8", "replace")), job.next_try, job.retry_count,
-            job.retry_delay, fail_count, job.timeout,
+            level, now, self._tag, action, encode_str(queue), encode_str(category), job_id,
+            status, created_at, now - created_at, encode_str(url),
+            encode_str(payload.decode("utf-8", "replace")), next_try, retry_count,
+            retry_delay, fail_count, timeout,
             ',"message":%s' % encode_str(message) if message else "",
         )
         self._writer.write(line.encode("utf-8"))
 
+    def _emit(
+        self, level: str, action: str, queue: str, job: Job, status: str, fail_count: int,
+        message: str,
+    ) -> None:
+        self._write(level, action, queue, job.category, job.id, status, job.created_at,
+                    job.url, job.payload, job.next_try, job.retry_count, job.retry_delay,
+                    fail_count, job.timeout, message)
+
     def push(self, queue: str, job: NewJob, pushed: PushedJob) -> None:
         if self._info:
-            now = int(self._clock.seconds() * 1000)
-            self._writer.write((_QUEUE_LINE % (
-                "info", now, self._tag, "push", encode_str(queue), encode_str(job.category),
-                pushed.id, "claimed", pushed.created_at, now - pushed.created_at,
-                encode_str(job.url), encode_str(job.payload.decode("utf-8", "replace")),
-                pushed.next_try, job.max_retries, job.retry_delay, 0, job.timeout,
-                ',"message":"New job accepted"',
-            )).encode("utf-8"))
+            self._write("info", "push", queue, job.category, pushed.id, "claimed",
+                        pushed.created_at, job.url, job.payload, pushed.next_try,
+                        job.max_retries, job.retry_delay, 0, job.timeout, "New job accepted")
 
     def pop(self, queue: str, job: Job) -> None:
         if self._debug:

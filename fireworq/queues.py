@@ -297,11 +297,13 @@ class QueueManager:
 
     # Pushing
 
+    def _routed(self, category: str) -> str | None:
+        """Steps 1 and 2 of API.md 2.18: the routing known here, else the default queue."""
+        return self.routings.get(category) or self.defaults.default_queue or None
+
     async def route(self, category: str) -> QueueDefinition:
         """The queue a push of this category goes to (API.md 2.18)."""
-        queue_name = self.routings.get(category)
-        if queue_name is None:
-            queue_name = self.defaults.default_queue or None
+        queue_name = self._routed(category)
         if queue_name is None:
             routing = await self._store.get_routing(category)
             if routing is not None:
@@ -319,7 +321,7 @@ class QueueManager:
 
     def push_nowait(self, category: str, job: NewJob) -> Deferred[Accepted]:
         """``push`` without a coroutine when the route is known here (nearly always)."""
-        queue_name = self.routings.get(category) or self.defaults.default_queue
+        queue_name = self._routed(category)
         dispatcher = self.dispatchers.get(queue_name) if queue_name else None
         if dispatcher is None:
             return Deferred.fromCoroutine(self.push(category, job))

@@ -102,7 +102,6 @@ class FireworqService(Service):
         api = FireworqAPI(
             clock=reactor, store=self.store, manager=self.manager, activator=self.activator,
             settings=settings(config), started_at=reactor.seconds(),
-            max_request_body=config.max_request_body,
         )
         self.site = FireworqSite(
             api.resource(), clock=reactor,

@@ -368,7 +368,7 @@ class ApiHarness:
         self.api = FireworqAPI(
             clock=self.clock, store=self.store, manager=self.manager,  # type: ignore[arg-type]
             activator=self.activator, settings=settings(config),
-            started_at=self.clock.seconds(), max_request_body=config.max_request_body,
+            started_at=self.clock.seconds(),
         )
         self.site = FireworqSite(
             self.api.resource(), clock=self.clock,

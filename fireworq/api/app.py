@@ -123,7 +123,6 @@ class FireworqAPI:
         activator: Activator,
         settings: dict[str, str],
         started_at: float,
-        max_request_body: int,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -131,7 +130,6 @@ class FireworqAPI:
         self._activator = activator
         self._settings = settings
         self._started_at = started_at
-        self._max_request_body = max_request_body
 
     def resource(self) -> IResource:
         return PathCheck(self.app.resource(), self.push_now)

@@ -52,18 +52,14 @@ class FireworqRequest(server.Request):
 
     def __init__(self, channel: http.HTTPChannel, queued: object = None) -> None:
         server.Request.__init__(self, channel)
-        self.started = self.site_from(channel).clock.seconds()
-
-    @staticmethod
-    def site_from(channel: http.HTTPChannel) -> FireworqSite:
-        site: FireworqSite = channel.site  # type: ignore[attr-defined]
-        return site
+        self._site: FireworqSite = channel.site  # type: ignore[attr-defined]
+        self.started = self._site.clock.seconds()
 
     # Body limit: an announced length is refused before any of the body is read, a
     # chunked body as soon as it crosses the limit; the connection is closed after a 413.
 
     def gotLength(self, length: int | None) -> None:
-        limit = self.site_from(self.channel).max_request_body
+        limit = self._site.max_request_body
         if length is not None and length > limit:
             self._refuse()
             return
@@ -73,14 +69,14 @@ class FireworqRequest(server.Request):
         if self._refused:
             return
         self._received += len(data)
-        if self._received > self.site_from(self.channel).max_request_body:
+        if self._received > self._site.max_request_body:
             self._refuse()
             return
         server.Request.handleContentChunk(self, data)
 
     def _refuse(self) -> None:
         channel = self.channel
-        site = self.site_from(channel)
+        site = self._site
         self._refused = True
         self.content = None
         transport = channel.transport
@@ -111,7 +107,7 @@ class FireworqRequest(server.Request):
     def process(self) -> None:
         if self._saved_content_type is not None:
             self.requestHeaders.setRawHeaders(b"content-type", self._saved_content_type)
-        site = self.site_from(self.channel)
+        site = self._site
         self.site = site
         if site.draining or not site.keep_alive:
             self.close_after_response()

@@ -20,8 +20,6 @@ _WRAPPERS = (
     RequestTransmissionFailed,
     RequestGenerationFailed,
 )
-# twisted.web.http._DataLoss (private, and its str() is empty): a body shorter than announced.
-_NAMELESS = {"_DataLoss": "the body ended before its announced length"}
 
 
 def describe(error: BaseException) -> str:
@@ -41,4 +39,4 @@ def describe(error: BaseException) -> str:
     if isinstance(error, VerificationError):
         return "TLS certificate does not match the host name"
     text = " ".join(str(error).split()).rstrip(".")
-    return text or _NAMELESS.get(type(error).__name__, type(error).__name__)
+    return text or type(error).__name__
