@@ -8,10 +8,15 @@ need: one request at a time per connection, ``Content-Length``, chunked and
 close-delimited bodies, informational (1xx) responses skipped, persistent connections
 pooled per host with an idle limit and timeout. TLS, connect timeouts and name resolution
 come from the endpoints it is given.
+
+Parsing is linear in the bytes received however they are cut into reads: a worker that
+sends its head a byte at a time, or its body in one-byte chunks, costs about what a plain
+answer of the same size costs.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import Any, Callable
 
@@ -30,10 +35,16 @@ __all__ = ["BytesProducer", "ProtocolError", "WorkerAgent"]
 
 #: Longest response head (status line and headers) accepted.
 MAX_HEAD = 65536
+#: Longest chunk-size line (with its extensions) accepted.
+MAX_CHUNK_LINE = 1024
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _NO_BODY_CODES = frozenset({204, 304})
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _HEX_DIGITS = b"0123456789abcdefABCDEF"
+# The usual chunk-size line, read without slicing; anything else takes the general path.
+_PLAIN_CHUNK_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})\r\n")
+# Chunked-body states.
+_SIZE, _DATA, _CRLF, _TRAILERS = range(4)
 
 Key = tuple[bytes, bytes, int]
 
@@ -197,6 +208,15 @@ class _BodyTransport:
         pass
 
 
+def _chunk_size(line: bytes) -> int:
+    """The size a chunk-size line gives (extensions ignored)."""
+    size_text = line.split(b";", 1)[0].strip()
+    # int() alone would take "0x1f", "+1f", "1_f" too.
+    if not size_text or size_text.strip(_HEX_DIGITS) or len(size_text) > 16:
+        raise ProtocolError("bad chunk size %r" % size_text[:20])
+    return int(size_text, 16)
+
+
 class _Connection(Protocol):
     """One HTTP/1.1 connection to a worker, one request at a time."""
 
@@ -209,13 +229,19 @@ class _Connection(Protocol):
         self.closed = False
         self._waiter: Deferred[IResponse] | None = None
         self._response: _Response | None = None
-        self._buffer = b""
+        # Bytes received and not yet parsed: _buffer[_start:]. A read that finds it empty is
+        # parsed in place (most answers come in one read); bytes that must wait for more are
+        # kept in a bytearray. What was parsed is dropped once per read (``_compact``).
+        self._buffer: bytes | bytearray = b""
+        self._start = 0
+        # Where the search for the end of the current head or line resumes (``_find``).
+        self._scanned = 0
         self._head_request = False
         self._reusable = False
         # Body framing: remaining Content-Length, or chunked state, or until close.
         self._remaining = 0
         self._chunked = False
-        self._chunk_state = "size"
+        self._chunk_state = _SIZE
         self._until_close = False
 
     # Sending
@@ -260,36 +286,79 @@ class _Connection(Protocol):
             self.abandon()
             return
         self.answered = True
-        self._buffer = self._buffer + data if self._buffer else data
+        response = self._response
+        if not self._buffer and response is not None:
+            # The bulk of a long body is passed on without a copy.
+            if not self._chunked:
+                self._body(data)
+                return
+            if self._chunk_state == _DATA and len(data) < self._remaining:
+                self._remaining -= len(data)
+                response.data(data)
+                return
+        if not self._buffer:
+            self._buffer = data
+        else:
+            if not isinstance(self._buffer, bytearray):
+                self._buffer = bytearray(self._buffer)
+            self._buffer += data
         try:
             self._parse()
         except ProtocolError as error:
             self._fail(Failure(error))
+        finally:
+            self._compact()
+
+    def _compact(self) -> None:
+        # Once per read, so that every byte is moved a bounded number of times.
+        if self.closed or self._start >= len(self._buffer):
+            self._buffer = b""
+            self._start = self._scanned = 0
+        elif self._start:
+            if isinstance(self._buffer, bytearray):
+                del self._buffer[: self._start]
+            else:
+                self._buffer = self._buffer[self._start:]
+            self._scanned = max(0, self._scanned - self._start)
+            self._start = 0
+
+    def _find(self, marker: bytes, start: int) -> int:
+        """Where ``marker`` is at or after ``start`` in the buffer, or -1. A search resumes
+        where the last one that failed stopped: a head or line that arrives a byte a read is
+        searched once in all, not once per read."""
+        found = self._buffer.find(marker, max(start, self._scanned - len(marker) + 1))
+        if found == -1:
+            self._scanned = len(self._buffer)
+        return found
 
     def _parse(self) -> None:
-        while self._buffer and not self.closed:  # a body protocol may drop the connection
+        while self._start < len(self._buffer) and not self.closed:
+            # (a body protocol may drop the connection)
             if self._response is None:
                 if self._waiter is None:
                     # Bytes after a complete answer, unasked for: the connection is unusable.
-                    self._buffer = b""
                     self.abandon()
                     return
                 if not self._parse_head():
                     return
             elif self._chunked:
-                if not self._parse_chunk():
-                    return
+                self._parse_chunks()
+                return
             else:
-                self._parse_body()
+                data = bytes(self._buffer[self._start:])
+                self._start = len(self._buffer)
+                self._body(data)
                 return
 
     def _parse_head(self) -> bool:
-        end = self._buffer.find(b"\r\n\r\n")
-        if end == -1 or end > MAX_HEAD:  # the same limit however the head arrives
-            if len(self._buffer) > MAX_HEAD:
+        start = self._start
+        end = self._find(b"\r\n\r\n", start)
+        if end == -1 or end - start > MAX_HEAD:  # the same limit however the head arrives
+            if len(self._buffer) - start > MAX_HEAD:
                 raise ProtocolError("response headers longer than %d bytes" % MAX_HEAD)
             return False
-        head, self._buffer = self._buffer[:end], self._buffer[end + 4:]
+        head = bytes(self._buffer[start:end])
+        self._start = end + 4
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ", 2)
         version = parts[0]
@@ -340,7 +409,7 @@ class _Connection(Protocol):
                              UNKNOWN_LENGTH if length is None else length)
         self._response = response
         self._chunked = chunked
-        self._chunk_state = "size"
+        self._chunk_state = _SIZE
         if not chunked:
             if length is None:
                 self._until_close = True
@@ -351,15 +420,15 @@ class _Connection(Protocol):
         assert waiter is not None
         waiter.callback(response)
         if not chunked and length == 0:
-            if self._buffer:
+            if self._start < len(self._buffer):
                 self._reusable = False  # bytes after an answer without body: unasked for
             self._finish()
         return True
 
-    def _parse_body(self) -> None:
+    def _body(self, data: bytes) -> None:
+        """Bytes of a body framed by Content-Length or by the end of the connection."""
         response = self._response
         assert response is not None
-        data, self._buffer = self._buffer, b""
         if self._until_close:
             response.data(data)
             return
@@ -375,54 +444,69 @@ class _Connection(Protocol):
             self._reusable = False  # more than was announced
         self._finish()
 
-    def _parse_chunk(self) -> bool:
+    def _parse_chunks(self) -> None:
+        """Every piece of a chunked body the buffer holds. The data of all the chunks read
+        goes to the response at once, so a body of tiny chunks costs one call, not one per
+        chunk."""
         response = self._response
         assert response is not None
-        if self._chunk_state == "size":
-            end = self._buffer.find(b"\r\n")
-            if end == -1:
-                if len(self._buffer) > 1024:
-                    raise ProtocolError("chunk size line too long")
-                return False
-            line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-            size_text = line.split(b";", 1)[0].strip()
-            # int() alone would take "0x1f", "+1f", "1_f" too.
-            if not size_text or size_text.strip(_HEX_DIGITS) or len(size_text) > 16:
-                raise ProtocolError("bad chunk size %r" % size_text[:20])
-            self._remaining = int(size_text, 16)
-            self._chunk_state = "trailers" if self._remaining == 0 else "data"
-            return True
-        if self._chunk_state == "data":
-            data = self._buffer[: self._remaining]
-            self._buffer = self._buffer[len(data):]
-            self._remaining -= len(data)
-            if data:
-                response.data(data)
-            if self._remaining == 0:
-                self._chunk_state = "crlf"
-                return True
-            return False
-        if self._chunk_state == "crlf":
-            if len(self._buffer) < 2:
-                return False
-            if self._buffer[:2] != b"\r\n":
-                raise ProtocolError("chunk not followed by CRLF")
-            self._buffer = self._buffer[2:]
-            self._chunk_state = "size"
-            return True
-        # Trailers: header lines up to an empty line, ignored.
-        end = self._buffer.find(b"\r\n")
-        if end == -1:
-            if len(self._buffer) > MAX_HEAD:
-                raise ProtocolError("trailers too long")
-            return False
-        line, self._buffer = self._buffer[:end], self._buffer[end + 2:]
-        if not line:
-            if self._buffer:
+        buffer = self._buffer
+        position, state, remaining = self._start, self._chunk_state, self._remaining
+        pieces: list[bytes | bytearray] = []
+        ended = False
+        try:
+            # One pass per chunk: each state falls through to the next when its bytes are
+            # there; a state whose bytes are not all there yet breaks out to wait for more.
+            while True:
+                if state == _SIZE:
+                    plain = _PLAIN_CHUNK_SIZE.match(buffer, position)
+                    if plain is not None:
+                        remaining = int(plain.group(1), 16)
+                        position = plain.end()
+                    else:
+                        end = self._find(b"\r\n", position)
+                        if end == -1:
+                            if len(buffer) - position > MAX_CHUNK_LINE:
+                                raise ProtocolError("chunk size line too long")
+                            break
+                        remaining = _chunk_size(bytes(buffer[position:end]))
+                        position = end + 2
+                    state = _DATA if remaining else _TRAILERS
+                if state == _DATA:
+                    piece = buffer[position:position + remaining]
+                    pieces.append(piece)
+                    position += len(piece)
+                    remaining -= len(piece)
+                    if remaining:
+                        break
+                    state = _CRLF
+                if state == _CRLF:
+                    if len(buffer) - position < 2:
+                        break
+                    if buffer[position:position + 2] != b"\r\n":
+                        raise ProtocolError("chunk not followed by CRLF")
+                    position += 2
+                    state = _SIZE
+                    continue
+                # Trailers: header lines up to an empty line, ignored.
+                end = self._find(b"\r\n", position)
+                if end == -1:
+                    if len(buffer) - position > MAX_HEAD:
+                        raise ProtocolError("trailers too long")
+                    break
+                ended = end == position
+                position = end + 2
+                if ended:
+                    break
+        finally:
+            # What was read before an error still reaches the body protocol, before the error.
+            self._start, self._chunk_state, self._remaining = position, state, remaining
+            if pieces:
+                response.data(b"".join(pieces))
+        if ended and not self.closed:  # (the body protocol may have dropped the connection)
+            if position < len(buffer):
                 self._reusable = False
             self._finish()
-            return False
-        return True
 
     def _finish(self) -> None:
         response, self._response = self._response, None
