@@ -556,6 +556,30 @@ class FailureTests(WorkerTestCase):
         self.assertTrue(result.message.startswith("Request failed: "), result.message)
         self.assertIn("refused", result.message)
 
+    async def test_informational_flood(self) -> None:
+        """When a worker sends more than 5 informational responses before its answer, the
+        attempt fails as a request without response (row 2); 5 are skipped."""
+
+        def informational(count: int) -> Handler:
+            def handler(request: Request) -> int:
+                request.channel.transport.write(
+                    b"HTTP/1.1 102 Processing\r\n\r\n" * count
+                    + b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(SUCCESS)
+                    + SUCCESS)
+                request.channel.transport.loseConnection()
+                return NOT_DONE_YET
+            return handler
+
+        deliverer = self.make_deliverer()
+        base, _, _ = self.start_worker(informational(5))
+        self.assertEqual(await deliverer.deliver(make_job(base)),
+                         WorkerResult("success", 200, "done"))
+        base, _, _ = self.start_worker(informational(6))
+        self.assertEqual(
+            await deliverer.deliver(make_job(base)),
+            WorkerResult("internal-failure", 0,
+                         "Request failed: more than 5 informational (1xx) responses"))
+
     async def test_invalid_urls(self) -> None:
         """When a stored URL cannot make a request, nothing is sent (row 1)."""
         deliverer = self.make_deliverer()

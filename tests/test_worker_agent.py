@@ -456,6 +456,30 @@ class ResponseHeadTests(AgentTestCase):
             self.assert_done(collector, b"ok")
         self.assertEqual(len(self.wires), 1)
 
+    def test_informational_limit(self) -> None:
+        """When more than 5 informational responses come before the answer (Go's client allows
+        as many), the request fails with a ProtocolError and the connection is dropped; 5
+        are still skipped."""
+        informational = b"HTTP/1.1 100 Continue\r\n\r\n"
+        response, collector, _ = self.exchange(informational * 5 + OK)
+        self.assert_done(collector, b"ok")
+        for step in [None, 1]:
+            d, wire = self.issue()
+            wire.feed(informational * 6 + OK, step)
+            self.assert_protocol_error(d)
+            self.assertTrue(wire.dropped)
+            wire.close(ConnectionAborted)
+
+    def test_informational_count_per_request(self) -> None:
+        """When each request of a kept connection gets informational responses, each request
+        has its own allowance."""
+        informational = b"HTTP/1.1 103 Early Hints\r\n\r\n"
+        _, collector, wire = self.exchange(informational * 5 + OK)
+        self.assert_done(collector, b"ok")
+        _, collector, again = self.exchange(informational * 5 + OK)
+        self.assertIs(again, wire)
+        self.assert_done(collector, b"ok")
+
     def test_head_split(self) -> None:
         """When the head arrives a byte at a time, it is read the same, and the response comes
         only once it is whole."""
@@ -810,9 +834,10 @@ class BodyTests(AgentTestCase):
 class CostTests(AgentTestCase):
     """Answers shaped to make parsing expensive cost about what a plain answer of the same
     size costs when it arrives in as many reads as they have pieces to parse (bytes of a head,
-    chunks): the parser's work per piece is bounded, it does not grow with what came before.
-    CPU time (``time.process_time``), as a ratio, with a generous bound (about 3 is measured):
-    before parsing was linear, the ratios were 36 to 50."""
+    chunks, informational responses): the parser's work per piece is bounded, it does not grow
+    with what came before. CPU time (``time.process_time``), as a ratio, with a generous bound
+    (about 3 is measured): before parsing was linear, the ratios were 36 to 50, and
+    informational responses were read without end."""
 
     BOUND = 10.0
 
@@ -843,6 +868,9 @@ class CostTests(AgentTestCase):
             self.assertEqual(self.successResultOf(d).code, 200)
             self.assert_done(collector, body)
         return check
+
+    def failed(self, d: Deferred[IResponse], collector: Collector) -> None:
+        self.assert_protocol_error(d)
 
     def assert_cost(self, answer: bytes, step: int | None, pieces: int,
                     check: Callable[[Deferred[IResponse], Collector], None]) -> None:
@@ -877,6 +905,15 @@ class CostTests(AgentTestCase):
         chunks = 65536
         answer = CHUNKED_HEAD + b"1\r\nx\r\n" * chunks + b"0\r\n\r\n"
         self.assert_cost(answer, None, chunks, self.answered(b"x" * chunks))
+
+    def test_many_informational(self) -> None:
+        """When 64 KiB of informational responses come in one read, the request fails after the
+        first few, at a cost below that of a plain answer of the same size in as many reads
+        as there were informational responses (they were all read, copying the buffer after
+        each)."""
+        informational = b"HTTP/1.1 100 Continue\r\n\r\n"
+        count = 65536 // len(informational)
+        self.assert_cost(informational * count + OK, None, count, self.failed)
 
 
 class CancelTests(AgentTestCase):

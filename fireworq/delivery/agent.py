@@ -35,6 +35,9 @@ __all__ = ["BytesProducer", "ProtocolError", "WorkerAgent"]
 
 #: Longest response head (status line and headers) accepted.
 MAX_HEAD = 65536
+#: Informational (1xx) responses skipped before an answer; one more fails the request. The
+#: same bound as Go's client (Fireworq's), so that a worker cannot hold a delivery with them.
+MAX_INFORMATIONAL = 5
 #: Longest chunk-size line (with its extensions) accepted.
 MAX_CHUNK_LINE = 1024
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -236,6 +239,8 @@ class _Connection(Protocol):
         self._start = 0
         # Where the search for the end of the current head or line resumes (``_find``).
         self._scanned = 0
+        #: Informational responses received for the current request.
+        self._informational = 0
         self._head_request = False
         self._reusable = False
         # Body framing: remaining Content-Length, or chunked state, or until close.
@@ -248,6 +253,7 @@ class _Connection(Protocol):
 
     def send(self, data: bytes, head_request: bool, persistent: bool) -> Deferred[IResponse]:
         self.answered = False
+        self._informational = 0
         self._waiter = Deferred(self._cancel)
         self._head_request = head_request
         self._reusable = persistent
@@ -397,7 +403,12 @@ class _Connection(Protocol):
                 if b"close" in (token.strip().lower() for token in value.split(b",")):
                     close = True
         if 100 <= code < 200:
-            return True  # informational: the real answer follows
+            # Informational: the real answer follows, unless a worker sends them on and on.
+            self._informational += 1
+            if self._informational > MAX_INFORMATIONAL:
+                raise ProtocolError(
+                    "more than %d informational (1xx) responses" % MAX_INFORMATIONAL)
+            return True
         if encoded:
             length = None  # Transfer-Encoding overrides Content-Length, before or after it
         self._reusable = self._reusable and not close
