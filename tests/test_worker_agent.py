@@ -676,12 +676,16 @@ class BodyTests(AgentTestCase):
         cause(collector.reason).trap(ProtocolError)
 
     def test_chunked_wins_over_content_length(self) -> None:
-        """When a response is chunked and has a Content-Length too, the chunks frame it."""
+        """When a response is chunked and has a Content-Length too, the chunks frame it, and
+        the connection is closed after it (RFC 9112 section 6.3: a sign of smuggling)."""
         for head in [b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked",
-                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100"]:
-            response, collector, _ = self.exchange(head + b"\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2"]:
+            response, collector, wire = self.exchange(
+                head + b"\r\n\r\n2\r\nok\r\n0\r\n\r\n")
             self.assertEqual(response.length, UNKNOWN_LENGTH)
             self.assert_done(collector, b"ok")
+            self.assertTrue(wire.dropped)
+            self.assert_not_reused(wire)
 
     def assert_until_close(self, head: bytes) -> None:
         response, collector, wire = self.exchange(head + b"\r\n\r\nabc")

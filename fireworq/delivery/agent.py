@@ -410,7 +410,12 @@ class _Connection(Protocol):
                     "more than %d informational (1xx) responses" % MAX_INFORMATIONAL)
             return True
         if encoded:
-            length = None  # Transfer-Encoding overrides Content-Length, before or after it
+            # Transfer-Encoding overrides Content-Length, before or after it; both at once may
+            # be a smuggling attempt, so the connection is not trusted with another request
+            # (RFC 9112 section 6.3).
+            if length is not None:
+                close = True
+            length = None
         self._reusable = self._reusable and not close
         if self._head_request or code in _NO_BODY_CODES:
             length = 0
