@@ -1189,6 +1189,35 @@ class StoreContractMixin(_Base):
         )
         self.assertEqual(await self.store.counts([]), {})
 
+    async def test_countsStopAtLimit(self) -> None:
+        """Each figure stops at the limit given, so that a count never walks more than that
+        many entries of a large table; below it, figures are exact."""
+        await self.prepared("mail", "bulk")
+        await self.store.push([("mail", newJob(run_after=r)) for r in (0,) * 5 + (10,) * 4])
+        await self.store.push([("bulk", newJob(run_after=r)) for r in (0, 0, 10)])
+        grabbed = await self.store.grab("mail", 4)
+        await self.store.complete([
+            Completion("mail", job, CompletionKind.FAIL, WorkerResult("failure", 500, ""))
+            for job in grabbed[:3]
+        ])
+        await self.store.grab("mail", 1)
+        self.assertEqual(
+            await self.store.counts(["mail", "bulk"], limit=2),
+            {
+                "mail": StateCounts(waiting=0, deferred=2, grabbed=2, failed=2),
+                "bulk": StateCounts(waiting=2, deferred=1),
+            },
+        )
+        self.assertEqual(
+            (await self.store.counts(["mail"], limit=3))["mail"],
+            StateCounts(waiting=0, deferred=3, grabbed=2, failed=3),
+        )
+        self.advanceTo(START + 10)
+        self.assertEqual(
+            (await self.store.counts(["mail"], limit=3))["mail"],
+            StateCounts(waiting=3, deferred=0, grabbed=2, failed=3),
+        )
+
     # -- Tables are addressed by part ----------------------------------------------------
 
     async def test_sharedTablePart(self) -> None:

@@ -24,6 +24,11 @@ from fireworq.model import (
     StateCounts,
 )
 
+#: Each figure of ``JobStore.counts`` stops at this many jobs (or failure-log entries): the
+#: count walks at most that many index entries, so that its cost does not grow with the
+#: queue. /metrics shows it as it is (docs/api.md).
+COUNT_LIMIT = 10_000
+
 
 class DefinitionStore(Protocol):
     """Queue definitions, routings and their change counters."""
@@ -98,8 +103,11 @@ class JobStore(Protocol):
 
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None: ...
 
-    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
-        """Jobs by state and failure-log sizes, for the metrics."""
+    async def counts(
+        self, tables: Sequence[str], limit: int = COUNT_LIMIT
+    ) -> dict[str, StateCounts]:
+        """Jobs by state and failure-log sizes, for the metrics; each figure stops at
+        ``limit``. Never holds the store for long, however large the tables."""
         ...
 
     async def ping(self) -> None: ...

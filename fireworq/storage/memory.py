@@ -31,6 +31,7 @@ from fireworq.model import (
     failed_position,
     job_position,
 )
+from fireworq.storage import COUNT_LIMIT
 
 T = TypeVar("T")
 
@@ -275,7 +276,9 @@ class MemoryStore:
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
         return self._table(table).failures.pop(failure_id, None)
 
-    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
+    async def counts(
+        self, tables: Sequence[str], limit: int = COUNT_LIMIT
+    ) -> dict[str, StateCounts]:
         now = self._now()
         result = {}
         for name in tables:
@@ -288,7 +291,10 @@ class MemoryStore:
                     waiting += 1
                 else:
                     deferred += 1
-            result[name] = StateCounts(waiting, deferred, grabbed, len(table.failures))
+                if min(waiting, deferred, grabbed) >= limit:
+                    break  # (the walk stops early only once every state is at the limit)
+            result[name] = StateCounts(min(waiting, limit), min(deferred, limit),
+                                       min(grabbed, limit), min(len(table.failures), limit))
         return result
 
 

@@ -36,6 +36,7 @@ from fireworq.model import (
     failed_position,
     job_position,
 )
+from fireworq.storage import COUNT_LIMIT
 from fireworq.storage.mysqlpool import (
     DEFAULT_IO_TIMEOUT,
     LOCK_IO_TIMEOUT,
@@ -45,6 +46,7 @@ from fireworq.storage.mysqlpool import (
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
     JOB_COLUMNS,
+    bounded_counts,
     encode_result,
     failed_from_row,
     failure_table,
@@ -337,8 +339,11 @@ class MySQLStore:
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
         return await self._pools()[1].run("delete failed", _get_failed, table, failure_id, True)
 
-    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
-        return await self._pools()[1].run("count jobs", _counts, tables, transaction=False)
+    async def counts(
+        self, tables: Sequence[str], limit: int = COUNT_LIMIT
+    ) -> dict[str, StateCounts]:
+        return await self._pools()[1].run("count jobs", _counts, tables, limit,
+                                          transaction=False)
 
     # Locks (used by the activator, on the grab connection)
 
@@ -700,18 +705,11 @@ def _get_failed(txn: Txn, part: str, failure_id: int, delete: bool) -> FailedJob
     return failed_from_row(row)
 
 
-def _counts(txn: Txn, parts: Sequence[str]) -> dict[str, StateCounts]:
+def _counts(txn: Txn, parts: Sequence[str], limit: int) -> dict[str, StateCounts]:
     result = {}
     for part in parts:
-        txn.execute(
-            "SELECT COALESCE(SUM(status = 'claimed' AND next_try <= {now}), 0),"
-            " COALESCE(SUM(status = 'claimed' AND next_try > {now}), 0),"
-            " COALESCE(SUM(status = 'grabbed'), 0) FROM {table}".format(
-                now=NOW_MS, table=job_table(part))
-        )
-        waiting, deferred, grabbed = txn.fetchone()
-        txn.execute("SELECT COUNT(*) FROM %s" % failure_table(part))
-        (failed,) = txn.fetchone()
+        txn.execute(bounded_counts(part, _STATE_CONDITIONS, "%s"), (limit,) * 4)
+        waiting, deferred, grabbed, failed = txn.fetchone()
         result[part] = StateCounts(int(waiting), int(deferred), int(grabbed), int(failed))
     return result
 

@@ -6,7 +6,7 @@ The SQL text itself lives with each dialect (``sqlite.py``, ``mysql.py``).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from fireworq import jsontext
 from fireworq.model import (
@@ -15,6 +15,7 @@ from fireworq.model import (
     Cursor,
     FailedJob,
     Job,
+    JobState,
     JobStatus,
     Page,
     WorkerResult,
@@ -118,6 +119,23 @@ def keyset_condition(
     return "({t} {later} {p} OR ({t} = {p} AND {i} {at} {p}))".format(
         t=time_column, i=id_column, p=placeholder, later=later, at=at_or_later
     )
+
+
+def bounded_counts(part: str, conditions: Mapping[JobState, str], placeholder: str) -> str:
+    """The statement counting a queue's waiting, deferred and grabbed jobs (``conditions``:
+    the dialect's condition of each state) and its failure-log entries, each up to a limit
+    given as the parameter after the condition's own: a count walks at most that many
+    entries of an index (the grab index covers the job states), however large the table."""
+
+    def count(table: str, condition: str = "") -> str:
+        where = " WHERE " + condition if condition else ""
+        return "(SELECT COUNT(*) FROM (SELECT 1 FROM %s%s LIMIT %s) AS counted)" % (
+            table, where, placeholder)
+
+    jobs = job_table(part)
+    return "SELECT %s, %s, %s, %s" % (
+        count(jobs, conditions[JobState.WAITING]), count(jobs, conditions[JobState.DEFERRED]),
+        count(jobs, conditions[JobState.GRABBED]), count(failure_table(part)))
 
 
 def group_completions(

@@ -32,9 +32,11 @@ from fireworq.model import (
     failed_position,
     job_position,
 )
+from fireworq.storage import COUNT_LIMIT
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
     JOB_COLUMNS,
+    bounded_counts,
     encode_result,
     failed_from_row,
     failure_table,
@@ -212,8 +214,15 @@ class SqliteStore:
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
         return await self._run("delete failed", _get_failed, table, failure_id, True)
 
-    async def counts(self, tables: Sequence[str]) -> dict[str, StateCounts]:
-        return await self._run("count jobs", _counts, tables, self._now())
+    async def counts(
+        self, tables: Sequence[str], limit: int = COUNT_LIMIT
+    ) -> dict[str, StateCounts]:
+        # One short interaction per queue: pushes and grabs wait behind one queue's bounded
+        # counts at most, not behind all of them, on the only connection.
+        result = {}
+        for table in tables:
+            result[table] = await self._run("count jobs", _counts, table, limit, self._now())
+        return result
 
 
 # Transactions: plain functions on a cursor, run in the pool's thread. Writers begin with
@@ -502,17 +511,8 @@ def _get_failed(txn: Cursor_, part: str, failure_id: int, delete: bool) -> Faile
     return failed_from_row(row)
 
 
-def _counts(txn: Cursor_, parts: Sequence[str], now: int) -> dict[str, StateCounts]:
-    result = {}
-    for part in parts:
-        txn.execute(
-            "SELECT COALESCE(SUM(status = 'claimed' AND next_try <= ?), 0),"
-            " COALESCE(SUM(status = 'claimed' AND next_try > ?), 0),"
-            " COALESCE(SUM(status = 'grabbed'), 0) FROM %s" % job_table(part),
-            (now, now),
-        )
-        waiting, deferred, grabbed = txn.fetchone()
-        txn.execute("SELECT COUNT(*) FROM %s" % failure_table(part))
-        (failed,) = txn.fetchone()
-        result[part] = StateCounts(int(waiting), int(deferred), int(grabbed), int(failed))
-    return result
+def _counts(txn: Cursor_, part: str, limit: int, now: int) -> StateCounts:
+    txn.execute(bounded_counts(part, _STATE_CONDITIONS, "?"),
+                (now, limit, now, limit, limit, limit))
+    waiting, deferred, grabbed, failed = txn.fetchone()
+    return StateCounts(int(waiting), int(deferred), int(grabbed), int(failed))
