@@ -2,7 +2,8 @@
 
 The numbers already live in each queue's ``QueueStats``; a registry is built per scrape
 around them (no global registry, no ``_created`` series), plus prometheus-client's process
-collector. Store-backed gauges come from one ``counts`` read made before rendering.
+collector. Store-backed gauges come from the last reading of the store's counts, which
+``fireworq.storecounts`` takes at most every few seconds.
 """
 
 from __future__ import annotations

@@ -850,12 +850,43 @@ class MetricsTests(APITestCase):
 
     def test_storeSilent(self) -> None:
         """When the store does not answer within 2 seconds, the scrape is 200 with
-        fireworq_store_up 0."""
+        fireworq_store_up 0; the scrapes after it while that read still runs start no read
+        of their own, and its answer serves the next scrape."""
         self.define()
         self.node.store.hang.add("counts")
+        for _ in range(3):
+            families = self.scrape()
+            self.assertEqual(self.samples(families, "fireworq_store_up"),
+                             {("fireworq_store_up",): 0.0})
+        self.assertEqual(self.node.store.calls.count("counts"), 1)
+        self.node.store.hang.clear()
+        self.node.store.resume()
         families = self.scrape()
         self.assertEqual(self.samples(families, "fireworq_store_up"),
-                         {("fireworq_store_up",): 0.0})
+                         {("fireworq_store_up",): 1.0})
+        self.assertEqual(self.node.store.calls.count("counts"), 1)
+
+    def test_storeReadOncePerInterval(self) -> None:
+        """When scrapes come more often than every 5 seconds, the store's counts are read
+        once per 5 seconds and the scrapes in between show that reading."""
+        self.define(max_workers=1)
+        self.route()
+        self.push(run_after=60)
+        deferred = {("fireworq_queue_jobs", ("queue", "mail"), ("state", "deferred")): 1.0}
+
+        def jobs() -> dict[tuple[Any, ...], float]:
+            return {key: value for key, value in
+                    self.samples(self.scrape(), "fireworq_queue_jobs").items() if value}
+
+        self.assertEqual(jobs(), deferred)
+        self.push(run_after=60)
+        for _ in range(4):
+            self.node.advance(1)
+            self.assertEqual(jobs(), deferred)
+        self.assertEqual(self.node.store.calls.count("counts"), 1)
+        self.node.advance(1)
+        self.assertEqual(jobs(), {key: 2.0 for key in deferred})
+        self.assertEqual(self.node.store.calls.count("counts"), 2)
 
     def test_deletedQueue(self) -> None:
         """When a queue is deleted, its series disappear."""

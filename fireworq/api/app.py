@@ -32,6 +32,7 @@ from fireworq.model import FailedOrder, JobState, NewJob, QueueDefinition, Routi
 from fireworq.procstats import process_stats
 from fireworq.queues import Accepted, QueueManager
 from fireworq.storage import Store
+from fireworq.storecounts import StoreCounts
 
 log = Logger()
 
@@ -130,6 +131,7 @@ class FireworqAPI:
         self._activator = activator
         self._settings = settings
         self._started_at = started_at
+        self._store_counts = StoreCounts(store, clock, timeout=READINESS_TIMEOUT)
 
     def resource(self) -> IResource:
         return PathCheck(self.app.resource(), self.push_now)
@@ -200,14 +202,7 @@ class FireworqAPI:
     @app.route("/metrics", methods=["GET"])
     async def metrics(self, request: IRequest) -> bytes:
         dispatchers = dict(self._manager.dispatchers)
-        tables = sorted({d.table for d in dispatchers.values()})
-        try:
-            counts = await with_timeout(
-                Deferred.fromCoroutine(self._store.counts(tables)), READINESS_TIMEOUT,
-                self._clock,
-            )
-        except StoreUnavailable:
-            counts = None
+        counts = await self._store_counts.read([d.table for d in dispatchers.values()])
         return respond(request, 200, render_metrics(dispatchers, counts), METRICS_CONTENT_TYPE)
 
     # Queues
