@@ -240,6 +240,13 @@ SPECS: tuple[KeySpec, ...] = (
         "boolean: keep API connections open (when false, every response closes its connection)",
     ),
     KeySpec(
+        "max_pending_pushes",
+        _integer(1, _INT64_MAX),
+        "10000",
+        ">= 1: pushes this node holds until the store answers them; past it a push gets 503"
+        " at once",
+    ),
+    KeySpec(
         "max_request_body",
         _integer(1, 16_777_215),
         "1048576",
@@ -353,6 +360,7 @@ class Config:
     error_log: str
     error_log_level: str
     keep_alive: bool
+    max_pending_pushes: int
     max_request_body: int
     mysql_dsn: str = attrs.field(repr=_masked_repr)
     mysql_lock_scope: str

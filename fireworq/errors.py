@@ -15,9 +15,24 @@ class StoreUnavailable(FireworqError):
         self.reason = reason
 
 
+class OutcomeUnknown(StoreUnavailable):
+    """A write whose statement reached the store, then no answer: it may have been stored."""
+
+    def __init__(self) -> None:
+        super().__init__("outcome unknown, the job may have been stored")
+
+
 class StoreMisconfigured(StoreUnavailable):
     """The store refuses us for a reason a retry will not fix (wrong password, unknown
     database). Requests get 503 like any outage; at start it stops the daemon."""
+
+
+class NotStored(FireworqError):
+    """One job of a push batch that the store did not store (the others may be stored)."""
+
+
+class JobTooLarge(NotStored):
+    """A job larger than the store can take in one statement; the message says both sizes."""
 
 
 class InvalidInput(FireworqError):

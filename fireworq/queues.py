@@ -16,10 +16,10 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from fireworq.cluster import Activator
-from fireworq.dispatch.batching import TurnBatcher
+from fireworq.dispatch.batching import Batch, TurnBatcher
 from fireworq.dispatch.dispatcher import Deliverer, QueueDispatcher
 from fireworq.dispatch.stats import QueueStats
-from fireworq.errors import InvalidInput, NotFound, StoreUnavailable
+from fireworq.errors import InvalidInput, NotFound, NotStored, OutcomeUnknown, StoreUnavailable
 from fireworq.logs import QueueLog
 from fireworq.model import (
     Completion,
@@ -33,13 +33,18 @@ from fireworq.storage import Store
 
 log = Logger()
 
-#: A push the store has not confirmed by then fails with StoreUnavailable (a 503); the job
-#: may still be stored, which a 503 allows (a client retries; delivery is at least once).
+#: A push the store has not confirmed by then fails with StoreUnavailable (a 503). If its
+#: statement was not sent yet, it is withdrawn and never stored; if it was, the 503 says
+#: that the job may have been stored (a client that retries may then make a duplicate).
 PUSH_TIMEOUT = 5.0
+#: Default of ``max_pending_pushes``: pushes held by this node until the store answers.
+MAX_PENDING_PUSHES = 10000
 
 
-def _push_expired() -> StoreUnavailable:
-    return StoreUnavailable("no answer within %g seconds" % PUSH_TIMEOUT)
+def _push_expired(sent: bool) -> StoreUnavailable:
+    if sent:
+        return OutcomeUnknown()
+    return StoreUnavailable("no answer within %g seconds; the job was not stored" % PUSH_TIMEOUT)
 
 
 @attrs.frozen
@@ -69,6 +74,7 @@ class QueueManager:
         defaults: QueueDefaults,
         refresh_interval: float,
         push_concurrency: int = 1,
+        max_pending_pushes: int = MAX_PENDING_PUSHES,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -84,8 +90,11 @@ class QueueManager:
         self._unrunnable_logged: set[str] = set()
         self._defining = DeferredLock()
         self._pushes: TurnBatcher[tuple[str, NewJob], PushedJob] = TurnBatcher(
-            clock, store.push, concurrency=push_concurrency, deadline=PUSH_TIMEOUT,
-            expired=_push_expired,
+            clock, self._store_pushes, concurrency=push_concurrency, deadline=PUSH_TIMEOUT,
+            expired=_push_expired, taken_by_flush=True, limit=max_pending_pushes,
+            overloaded=lambda: StoreUnavailable(
+                "%d pushes already wait for the store; the job was not stored"
+                % max_pending_pushes),
         )
         self._completions: TurnBatcher[Completion, None] = TurnBatcher(
             clock, self._complete, concurrency=push_concurrency
@@ -319,6 +328,11 @@ class QueueManager:
             await self._apply(definition)
         return definition
 
+    @property
+    def pending_pushes(self) -> int:
+        """Pushes held until the store answers (bounded by ``max_pending_pushes``)."""
+        return self._pushes.held
+
     def push_nowait(self, category: str, job: NewJob) -> Deferred[Accepted]:
         """``push`` without a coroutine when the route is known here (nearly always)."""
         queue_name = self._routed(category)
@@ -344,6 +358,12 @@ class QueueManager:
         return Accepted(queue_name, pushed)
 
     # Batched store calls
+
+    async def _store_pushes(
+        self, batch: Batch[tuple[str, NewJob]]
+    ) -> Sequence[PushedJob | NotStored]:
+        # The store takes the batch itself, right before sending it (see PUSH_TIMEOUT).
+        return await self._store.push(batch, batch)
 
     async def _complete(self, completions: Sequence[Completion]) -> Sequence[None]:
         await self._store.complete(completions)

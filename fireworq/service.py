@@ -98,6 +98,7 @@ class FireworqService(Service):
             ),
             refresh_interval=config.config_refresh_interval / 1000.0,
             push_concurrency=PUSH_CONCURRENCY.get(config.driver, 1),
+            max_pending_pushes=config.max_pending_pushes,
         )
         api = FireworqAPI(
             clock=reactor, store=self.store, manager=self.manager, activator=self.activator,

@@ -364,6 +364,7 @@ class ApiHarness:
                 default_queue=config.queue_default,
             ),
             refresh_interval=config.config_refresh_interval / 1000.0,
+            max_pending_pushes=config.max_pending_pushes,
         )
         self.api = FireworqAPI(
             clock=self.clock, store=self.store, manager=self.manager,  # type: ignore[arg-type]

@@ -36,6 +36,7 @@ from fireworq.model import (
     StateCounts,
     WorkerResult,
 )
+from fireworq.errors import NotStored
 from fireworq.storage import Store
 
 T = TypeVar("T")
@@ -62,6 +63,16 @@ if TYPE_CHECKING:
     _Base = TestCase
 else:
     _Base = object
+
+
+@attrs.frozen
+class Taken:
+    """A push's handover that hands over these jobs (the others were called back)."""
+
+    indexes: Sequence[int]
+
+    def take(self) -> Sequence[int]:
+        return self.indexes
 
 
 def newJob(
@@ -430,6 +441,34 @@ class StoreContractMixin(_Base):
 
         later = await self.pushOne("mail")
         self.assertGreater(later.id, mail[-1])
+
+    async def test_pushHandover(self) -> None:
+        """
+        With a handover, only the jobs it hands over are stored, with the ids they are
+        answered; the others (called back) are answered ``NotStored`` and never stored.
+        """
+        await self.prepared("mail", "bulk")
+        jobs = [("mail", newJob(payload=b"%d" % n)) if n % 3 else ("bulk", newJob(
+            payload=b"%d" % n)) for n in range(6)]
+        answers = await self.store.push(jobs, Taken([1, 2, 4]))
+        for n, answer in enumerate(answers):
+            if n in (1, 2, 4):
+                assert isinstance(answer, PushedJob), answer
+                self.assertEqual((await self.getJob(jobs[n][0], answer.id)).payload, b"%d" % n)
+            else:
+                self.assertIsInstance(answer, NotStored)
+        for table in ("mail", "bulk"):
+            page = await self.store.list_jobs(table, JobState.WAITING, True, None, 100)
+            self.assertEqual(sorted(job.payload for job in page.items),
+                             sorted(b"%d" % n for n in (1, 2, 4) if jobs[n][0] == table))
+
+    async def test_pushHandoverNothing(self) -> None:
+        """When a handover hands over nothing, nothing is stored."""
+        await self.prepared("mail")
+        answers = await self.store.push([("mail", newJob()), ("mail", newJob())], Taken([]))
+        self.assertEqual([type(answer) for answer in answers], [NotStored, NotStored])
+        self.assertEqual((await self.store.counts(["mail"]))["mail"], StateCounts())
+        self.assertEqual((await self.pushOne("mail")).id, 1)
 
     async def test_pushEmpty(self) -> None:
         """Pushing nothing stores nothing."""

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
@@ -31,12 +32,14 @@ from apptools import (
     build_request,
     utc,
 )
+from storage_contract import Taken
 
 from fireworq import __version__
 from fireworq.model import QueueDefinition, Routing, WorkerResult
 
 JSON = b"application/json"
 URL = "http://worker.internal:8000/send"
+NOT_STORED = "Store unavailable: no answer within 5 seconds; the job was not stored"
 REASONS = {
     400: "Bad Request",
     404: "Not Found",
@@ -99,7 +102,8 @@ SETTING_KEYS = [
     "access_log", "access_log_tag", "bind", "config_refresh_interval",
     "dispatch_idle_conn_timeout", "dispatch_keep_alive", "dispatch_max_conns_per_host",
     "dispatch_max_response_body", "dispatch_user_agent", "driver", "error_log",
-    "error_log_level", "keep_alive", "max_request_body", "mysql_dsn", "mysql_lock_scope", "pid",
+    "error_log_level", "keep_alive", "max_pending_pushes", "max_request_body", "mysql_dsn",
+    "mysql_lock_scope", "pid",
     "queue_default", "queue_default_max_workers", "queue_default_polling_interval", "queue_log",
     "queue_log_level", "queue_log_tag", "queue_mysql_dsn", "repository_mysql_dsn",
     "shutdown_timeout", "sqlite_path",
@@ -604,7 +608,7 @@ class SettingsTests(APITestCase):
             ("dispatch_max_conns_per_host", "10"), ("dispatch_max_response_body", "1048576"),
             ("dispatch_user_agent", "Fireworq/0.1.0"), ("driver", "in-memory"),
             ("error_log", ""), ("error_log_level", "info"), ("keep_alive", "false"),
-            ("max_request_body", "1048576"), ("mysql_dsn", "tcp(localhost:3306)/fireworq"),
+            ("max_pending_pushes", "10000"), ("max_request_body", "1048576"), ("mysql_dsn", "tcp(localhost:3306)/fireworq"),
             ("mysql_lock_scope", "database"), ("pid", ""), ("queue_default", ""),
             ("queue_default_max_workers", "20"), ("queue_default_polling_interval", "200"),
             ("queue_log", ""), ("queue_log_level", "info"),
@@ -613,7 +617,7 @@ class SettingsTests(APITestCase):
             ("sqlite_path", "fireworq.sqlite3"),
         ])
         self.assertEqual([key for key, _ in ordered(response.body)], SETTING_KEYS)
-        self.assertEqual(len(SETTING_KEYS), 27)
+        self.assertEqual(len(SETTING_KEYS), 28)  # API.md's 27 and max_pending_pushes
 
     def test_givenValuesAndMasking(self) -> None:
         """When values are configured, they are shown as given, computed defaults resolved,
@@ -1289,17 +1293,79 @@ class PushTests(APITestCase):
         self.assertEqual(self.push()["id"], 2)
 
     def test_storeSilent(self) -> None:
-        """When the store does not confirm a push within 5 seconds, the push is 503."""
+        """When the store does not take a push within 5 seconds, the push is 503 "not
+        stored", and its job is never stored, not even when the store goes on later."""
         self.node.store.hang.add("push")
         started = self.node.clock.seconds()
         response = self.post({"url": URL})
-        self.assertError(response, 503, "Store unavailable: no answer within 5 seconds")
+        self.assertError(response, 503, NOT_STORED)
         self.assertEqual(self.node.clock.seconds() - started, 5.0)
-        # The store answers at last: that job was stored after all (a 503 allows that), and
-        # the next push, which waited behind it, gets its own id.
         self.node.store.hang.clear()
         self.node.store.resume()
-        self.assertEqual(self.push()["id"], 2)
+        self.node.advance(0)
+        self.assertError(self.node.get("/queue/mail/job/1"), 404, "No such job: 1")
+        self.assertEqual(self.push()["id"], 1)
+
+    def test_storeSilentWhileWaiting(self) -> None:
+        """When a push waits behind a store call that does not answer, it is 503 "not
+        stored" after 5 seconds and never stored."""
+        self.node.store.hang.add("push")
+        first = self.node.connect()
+        first.send(build_request("POST", "/job/send_welcome",
+                                 json.dumps({"url": URL}).encode()))
+        self.node.advance(1)
+        second = self.node.connect()
+        second.send(build_request("POST", "/job/send_welcome",
+                                  json.dumps({"url": URL, "payload": "second"}).encode()))
+        self.assertError(first.response(), 503, NOT_STORED)
+        self.assertError(second.response(), 503, NOT_STORED)
+        self.node.store.hang.clear()
+        self.node.store.resume()
+        self.node.advance(0)
+        self.assertEqual(self.node.get("/queue/mail/waiting").json()["jobs"], [])
+        self.assertEqual(self.push()["id"], 1)
+
+    def test_storeSilentAfterSending(self) -> None:
+        """When the store took a push's job and then does not answer within 5 seconds, the
+        push is 503 with the message that it may have been stored (and it may be)."""
+        gate: Deferred[None] = Deferred()
+        memory = self.node.store.memory
+        store_now = memory.push
+
+        async def sent_then_silent(jobs: Any, handover: Any = None) -> Any:
+            taken = handover.take()
+            await gate
+            return await store_now(jobs, Taken(taken))
+
+        memory.push = sent_then_silent  # type: ignore[method-assign]
+        response = self.post({"url": URL})
+        self.assertError(response, 503,
+                         "Store unavailable: outcome unknown, the job may have been stored")
+        gate.callback(None)
+        self.node.advance(0)
+        self.assertEqual(self.node.get("/queue/mail/job/1").status, 200)
+
+    def test_pendingLimit(self) -> None:
+        """When max_pending_pushes pushes wait for the store, the next push is 503 at once,
+        and is not stored; once the store answers, pushes are taken again."""
+        node = self.make_node({"max_pending_pushes": "2", "queue_default": "mail"})
+        node.store.hang.add("push")
+        waiting = []
+        for _ in range(2):
+            waiting.append(node.connect())
+            waiting[-1].send(build_request("POST", "/job/c",
+                                           json.dumps({"url": URL}).encode()))
+        node.advance(0.5)
+        started = node.clock.seconds()
+        response = node.post("/job/c", {"url": URL, "payload": "third"})
+        self.assertError(response, 503, "Store unavailable: 2 pushes already wait for the"
+                                         " store; the job was not stored")
+        self.assertEqual(node.clock.seconds(), started)
+        for connection in waiting:
+            self.assertError(connection.response(), 503, NOT_STORED)
+        node.store.hang.clear()
+        node.store.resume()
+        self.assertEqual(node.push("c")["id"], 1)
 
     def test_defaults(self) -> None:
         """When only url is given, the numbers are 0 and payload is null."""

@@ -21,7 +21,7 @@ from fireworq.config import (
 )
 from fireworq.errors import ConfigError
 
-#: The example of API.md 2.2 (which omits mysql_lock_scope).
+#: The example of API.md 2.2 (which omits mysql_lock_scope and max_pending_pushes).
 SETTINGS_EXAMPLE = json.loads(
     '{"access_log":"","access_log_tag":"fireworq.access","bind":"127.0.0.1:8080",'
     '"config_refresh_interval":"1000","dispatch_idle_conn_timeout":"0",'
@@ -42,6 +42,7 @@ INTEGER_RANGES = [
     ("dispatch_idle_conn_timeout", 0, INT64_MAX),
     ("dispatch_max_conns_per_host", 0, INT64_MAX),
     ("dispatch_max_response_body", 1, 1073741824),
+    ("max_pending_pushes", 1, INT64_MAX),
     ("max_request_body", 1, 16777215),
     ("queue_default_max_workers", 1, 10000),
     ("queue_default_polling_interval", 1, 3600000),
@@ -55,9 +56,9 @@ def env(key: str) -> str:
 
 class KeyTests(SynchronousTestCase):
     def test_keys(self) -> None:
-        """When the keys are listed, there are the 27 of API.md 5.2 in alphabetical order,
-        one Config attribute each."""
-        self.assertEqual(len(KEYS), 27)
+        """When the keys are listed, there are the 27 of API.md 5.2 and max_pending_pushes,
+        in alphabetical order, one Config attribute each."""
+        self.assertEqual(len(KEYS), 28)
         self.assertEqual(list(KEYS), sorted(KEYS))
         self.assertEqual(Config.KEYS, KEYS)
         fields = [f.name for f in attrs.fields(Config) if f.name != "given_text"]
@@ -73,13 +74,15 @@ class KeyTests(SynchronousTestCase):
 class DefaultTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """When nothing is given, settings() is the example of API.md 2.2 except for the keys
-        the example configured (driver, mysql_dsn, queue_default), plus mysql_lock_scope."""
+        the example configured (driver, mysql_dsn, queue_default), plus mysql_lock_scope and
+        max_pending_pushes."""
         expected = dict(
             SETTINGS_EXAMPLE,
             driver="sqlite",
             mysql_dsn="tcp(localhost:3306)/fireworq",
             queue_default="",
             mysql_lock_scope="database",
+            max_pending_pushes="10000",
         )
         result = settings(load_config({}, {}))
         self.assertEqual(result, expected)
@@ -87,7 +90,7 @@ class DefaultTests(SynchronousTestCase):
 
     def test_example(self) -> None:
         """When the example's values are given, settings() is the example of API.md 2.2
-        exactly, with mysql_lock_scope in its place."""
+        exactly, with mysql_lock_scope and max_pending_pushes in their places."""
         config = load_config(
             {
                 "driver": "mysql",
@@ -96,7 +99,8 @@ class DefaultTests(SynchronousTestCase):
             },
             {},
         )
-        expected = dict(SETTINGS_EXAMPLE, mysql_lock_scope="database")
+        expected = dict(SETTINGS_EXAMPLE, mysql_lock_scope="database",
+                        max_pending_pushes="10000")
         self.assertEqual(
             json.dumps(settings(config), separators=(",", ":")),
             json.dumps({key: expected[key] for key in KEYS}, separators=(",", ":")),
@@ -112,6 +116,7 @@ class DefaultTests(SynchronousTestCase):
         self.assertEqual(config.dispatch_user_agent, f"Fireworq/{fireworq.__version__}")
         self.assertEqual((config.error_log_level, config.queue_log_level), ("info", "info"))
         self.assertEqual(config.max_request_body, 1048576)
+        self.assertEqual(config.max_pending_pushes, 10000)
         self.assertEqual(config.driver, "sqlite")
         self.assertEqual(config.mysql_lock_scope, "database")
         self.assertEqual(config.queue_default, "")
@@ -148,6 +153,7 @@ class PrecedenceTests(SynchronousTestCase):
             "error_log": "/var/log/e.log",
             "error_log_level": "warn",
             "keep_alive": "true",
+            "max_pending_pushes": "5",
             "max_request_body": "6",
             "mysql_dsn": "u:p@tcp(h:1)/d",
             "mysql_lock_scope": "server",

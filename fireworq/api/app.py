@@ -25,7 +25,7 @@ from fireworq import __version__, jsontext
 from fireworq.api import render, validate
 from fireworq.cluster import Activator
 from fireworq.cursor import decode_cursor
-from fireworq.errors import InvalidInput, NotFound, StoreUnavailable
+from fireworq.errors import InvalidInput, JobTooLarge, NotFound, StoreUnavailable
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fireworq.metrics import render_metrics
 from fireworq.model import FailedOrder, JobState, NewJob, QueueDefinition, Routing
@@ -145,6 +145,8 @@ class FireworqAPI:
             return respond_error(request, 400, str(failure.value))
         if failure.check(NotFound):
             return respond_error(request, 404, str(failure.value))
+        if failure.check(JobTooLarge):
+            return respond_error(request, 413, str(failure.value))
         if failure.check(StoreUnavailable):
             return respond_error(request, 503, "Store unavailable: %s" % failure.value)
         if failure.check(NoRoute):

@@ -7,8 +7,9 @@ same part share their jobs, as they do in a Fireworq database.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, TypeVar
 
+from fireworq.errors import NotStored
 from fireworq.model import (
     Completion,
     Cursor,
@@ -28,6 +29,29 @@ from fireworq.model import (
 #: count walks at most that many index entries, so that its cost does not grow with the
 #: queue. /metrics shows it as it is (docs/api.md).
 COUNT_LIMIT = 10_000
+
+
+Answer = TypeVar("Answer")
+
+
+class Handover(Protocol):
+    """The jobs of a push batch on their way to the store, which the pusher may still call
+    back (their deadline passed: their pushes were answered "not stored")."""
+
+    def take(self) -> Sequence[int]:
+        """The indexes of the jobs to store. Called once, by the thread that sends them,
+        right before it does: from then on none of them can be called back."""
+        ...
+
+
+def handed_over(count: int, handover: Handover | None) -> Sequence[int]:
+    """The indexes of the jobs of a push to store: all of them without a handover."""
+    return range(count) if handover is None else handover.take()
+
+
+def not_sent(count: int) -> list[Answer | NotStored]:
+    """The answers of a push before any job is stored."""
+    return [NotStored("called back before it was sent")] * count
 
 
 class DefinitionStore(Protocol):
@@ -67,8 +91,13 @@ class JobStore(Protocol):
         """Make sure the queue's tables exist (idempotent)."""
         ...
 
-    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
-        """Store every job in one transaction; answer only once it is committed."""
+    async def push(
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
+    ) -> list[PushedJob | NotStored]:
+        """Store the jobs in one transaction; answer only once it is committed, one answer
+        per job in order: the job as stored, or why it was not (``JobTooLarge``: more than
+        the store takes in one statement; the others are stored). With a ``handover`` only
+        the jobs it hands over are stored, the others are answered ``NotStored``."""
         ...
 
     async def due_tables(self, tables: Sequence[str]) -> set[str]:

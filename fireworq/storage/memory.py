@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from fireworq.errors import NotStored
 from fireworq.model import (
     Completion,
     CompletionKind,
@@ -31,7 +32,7 @@ from fireworq.model import (
     failed_position,
     job_position,
 )
-from fireworq.storage import COUNT_LIMIT
+from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 
 T = TypeVar("T")
 
@@ -145,10 +146,13 @@ class MemoryStore:
     async def prepare_queue(self, table: str) -> None:
         self._table(table)
 
-    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
+    async def push(
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
+    ) -> list[PushedJob | NotStored]:
         now = self._now()
-        pushed = []
-        for table_name, new in jobs:
+        pushed: list[PushedJob | NotStored] = not_sent(len(jobs))
+        for index in handed_over(len(jobs), handover):
+            table_name, new = jobs[index]
             table = self._table(table_name)
             job = Job(
                 id=table.next_id, category=new.category, url=new.url, payload=new.payload,
@@ -159,7 +163,7 @@ class MemoryStore:
             table.next_id += 1
             table.jobs[job.id] = job
             heapq.heappush(table.due_heap, (job.next_try, job.id))
-            pushed.append(PushedJob(job.id, job.created_at, job.next_try))
+            pushed[index] = PushedJob(job.id, job.created_at, job.next_try)
         return pushed
 
     def _claimed_at(self, table: _Table, entry: tuple[int, int]) -> Job | None:

@@ -15,11 +15,12 @@ import hashlib
 import re
 from typing import Any, Callable, Sequence, TypeVar
 
+import attrs
 import pymysql
 from twisted.internet.interfaces import IReactorTime
 
 from fireworq.dsn import MySQLDSN
-from fireworq.errors import StoreUnavailable
+from fireworq.errors import JobTooLarge, NotStored, OutcomeUnknown, StoreUnavailable
 from fireworq.model import (
     Completion,
     Cursor,
@@ -36,7 +37,7 @@ from fireworq.model import (
     failed_position,
     job_position,
 )
-from fireworq.storage import COUNT_LIMIT
+from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.mysqlpool import (
     DEFAULT_IO_TIMEOUT,
     LOCK_IO_TIMEOUT,
@@ -197,7 +198,8 @@ class MySQLStore:
 
     async def open(self) -> None:
         self.jobs = MySQLPool(self._queue_dsn, self._reactor, size=self._pool_size,
-                              io_timeout=DEFAULT_IO_TIMEOUT, before=self._before)
+                              io_timeout=DEFAULT_IO_TIMEOUT, before=self._before,
+                              on_connect=_read_session_limits)
         self.repository = (
             self.jobs if self._same_database else
             MySQLPool(self._repository_dsn, self._reactor, size=2,
@@ -266,14 +268,23 @@ class MySQLStore:
             await self._pools()[1].run("create queue tables", _create_job_tables, table)
             self._prepared.add(table)
 
-    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
+    async def push(
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
+    ) -> list[PushedJob | NotStored]:
         now = int(self._clock.seconds() * 1000)
-        consecutive = self.autoinc_consecutive
-        # One table: a single multi-row INSERT, atomic by itself.
-        several = not consecutive or len({part for part, _ in jobs}) > 1
-        ids = await self._pools()[1].run("push", _push, jobs, consecutive, transaction=several)
-        return [PushedJob(job_id, now, now + job.run_after * 1000)
-                for job_id, (_, job) in zip(ids, jobs)]
+        sending = _Sending()
+        try:
+            answers = await self._pools()[1].run(
+                "push", _push, jobs, handover, self.autoinc_consecutive, sending,
+                transaction=False)
+        except StoreUnavailable as e:
+            # Lost after the INSERT went out: the server may have committed it.
+            if sending.started and e.__cause__ is not None and is_connection_error(e.__cause__):
+                raise OutcomeUnknown() from e
+            raise
+        return [PushedJob(answer, now, now + job.run_after * 1000)
+                if isinstance(answer, int) else answer
+                for answer, (_, job) in zip(answers, jobs)]
 
     async def due_tables(self, tables: Sequence[str]) -> set[str]:
         return await self._pools()[1].run("due check", _due_tables, tables, transaction=False)
@@ -530,24 +541,85 @@ def _row(job: NewJob) -> str:
                    job.payload.hex(), job.timeout)
 
 
-def _push(txn: Txn, jobs: Sequence[tuple[str, NewJob]], consecutive: bool) -> list[int]:
+@attrs.frozen
+class SessionLimits:
+    """A session's settings that shape a push, read when it connects (they may differ
+    between sessions: a DSN parameter sets them, or a global changed meanwhile)."""
+
+    #: @@auto_increment_increment: the step between the ids one INSERT gets.
+    increment: int
+    #: @@max_allowed_packet: the longest statement the server reads; a longer one makes it
+    #: drop the connection.
+    max_packet: int
+
+
+#: Bytes of a statement's packet besides its text (the command byte), with room to spare.
+_PACKET_OVERHEAD = 16
+
+
+def _read_session_limits(connection: Any) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@auto_increment_increment, @@max_allowed_packet")
+        increment, max_packet = cursor.fetchone()
+    # It travels with the connection, into every interaction run on it.
+    connection.fireworq_limits = SessionLimits(int(increment), int(max_packet))
+
+
+@attrs.define
+class _Sending:
+    """Set by the pool thread when a push's first INSERT goes out."""
+
+    started: bool = False
+
+
+def _push(
+    txn: Txn, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None,
+    consecutive: bool, sending: _Sending,
+) -> list[int | NotStored]:
+    limits: SessionLimits = txn.connection.fireworq_limits
+    answers: list[int | NotStored] = not_sent(len(jobs))
     by_table: dict[str, list[int]] = {}
-    for index, (part, _) in enumerate(jobs):
-        by_table.setdefault(part, []).append(index)
-    ids = [0] * len(jobs)
+    for index in handed_over(len(jobs), handover):
+        by_table.setdefault(jobs[index][0], []).append(index)
+    statements: list[tuple[str, list[int]]] = []
     for part, indexes in by_table.items():
         insert = "INSERT INTO %s %s VALUES " % (job_table(part), _INSERT_COLUMNS)
-        if consecutive:
-            # One statement per table; a simple multi-row INSERT gets consecutive ids.
-            txn.execute(insert + ",".join([_row(jobs[i][1]) for i in indexes]))
-            first = int(txn.lastrowid)
-            for offset, index in enumerate(indexes):
-                ids[index] = first + offset
-        else:
-            for index in indexes:
-                txn.execute(insert + _row(jobs[index][1]))
-                ids[index] = int(txn.lastrowid)
-    return ids
+        room = limits.max_packet - _PACKET_OVERHEAD - len(insert)
+        rows: list[str] = []
+        chunk: list[int] = []
+        size = 0
+        for index in indexes:
+            row = _row(jobs[index][1])
+            if len(row) > room:
+                answers[index] = JobTooLarge(
+                    "Job too large for the store: its INSERT statement needs %d bytes, the"
+                    " MySQL server's max_allowed_packet is %d"
+                    % (len(insert) + len(row) + _PACKET_OVERHEAD, limits.max_packet))
+                continue
+            # Where a multi-row INSERT gets consecutive ids, one per table, split only to
+            # stay under the server's limit; otherwise one per job, to read each id.
+            if rows and (not consecutive or size + 1 + len(row) > room):
+                statements.append((insert + ",".join(rows), chunk))
+                rows, chunk, size = [], [], 0
+            size += len(row) + (1 if rows else 0)
+            rows.append(row)
+            chunk.append(index)
+        if rows:
+            statements.append((insert + ",".join(rows), chunk))
+    if not statements:
+        return answers
+    several = len(statements) > 1
+    if several:
+        txn.connection.begin()
+    sending.started = True
+    for statement, chunk in statements:
+        txn.execute(statement)
+        first = int(txn.lastrowid)
+        for offset, index in enumerate(chunk):
+            answers[index] = first + offset * limits.increment
+    if several:
+        txn.connection.commit()
+    return answers
 
 
 def _due_tables(txn: Txn, parts: Sequence[str]) -> set[str]:

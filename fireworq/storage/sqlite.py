@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from twisted.enterprise import adbapi
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 
-from fireworq.errors import StoreUnavailable
+from fireworq.errors import NotStored, StoreUnavailable
 from fireworq.model import (
     Completion,
     Cursor,
@@ -32,7 +32,7 @@ from fireworq.model import (
     failed_position,
     job_position,
 )
-from fireworq.storage import COUNT_LIMIT
+from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
     JOB_COLUMNS,
@@ -175,8 +175,12 @@ class SqliteStore:
             await self._run("create queue tables", _create_job_tables, table)
             self._prepared.add(table)
 
-    async def push(self, jobs: Sequence[tuple[str, NewJob]]) -> list[PushedJob]:
-        return await self._run("push", _push, jobs, self._now())
+    async def push(
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
+    ) -> list[PushedJob | NotStored]:
+        # No size limit to mind: values are bound as parameters, and SQLite's own limit
+        # (SQLITE_MAX_LENGTH, 1e9 bytes a value) is far above the largest request body.
+        return await self._run("push", _push, jobs, handover, self._now())
 
     async def due_tables(self, tables: Sequence[str]) -> set[str]:
         return await self._run("due check", _due_tables, tables, self._now())
@@ -356,10 +360,13 @@ def _revisions(txn: Cursor_) -> tuple[int, int]:
     return found.get("queue_definition", 0), found.get("routing", 0)
 
 
-def _push(txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], now: int) -> list[PushedJob]:
-    txn.execute("BEGIN IMMEDIATE")
-    pushed = []
-    for part, job in jobs:
+def _push(
+    txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None, now: int
+) -> list[PushedJob | NotStored]:
+    txn.execute("BEGIN IMMEDIATE")  # may wait for another process (busy_timeout)
+    pushed: list[PushedJob | NotStored] = not_sent(len(jobs))
+    for index in handed_over(len(jobs), handover):
+        part, job = jobs[index]
         next_try = now + job.run_after * 1000
         txn.execute(
             "INSERT INTO %s (next_try, created_at, retry_count, retry_delay, fail_count,"
@@ -368,7 +375,7 @@ def _push(txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], now: int) -> list[Pu
             (next_try, now, job.max_retries, job.retry_delay, job.category,
              job.url.encode("utf-8"), job.payload, job.timeout),
         )
-        pushed.append(PushedJob(int(txn.lastrowid), now, next_try))
+        pushed[index] = PushedJob(int(txn.lastrowid), now, next_try)
     return pushed
 
 
