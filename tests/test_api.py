@@ -1010,6 +1010,18 @@ class QueueDefinitionTests(APITestCase):
         self.assertError(self.node.put("/queue/" + quote("\u00e9" * 47), {}), 400,
                          "Invalid queue name: must be 1 to 46 characters")
 
+    def test_nameMember(self) -> None:
+        """When the body has a name, it must be a string (400 otherwise, nothing stored) and
+        is ignored: the path names the queue."""
+        for bad in (5, True, [], {}, 1.5):
+            self.assertError(self.node.put("/queue/mail", {"name": bad}), 400,
+                             "Field 'name' must be a string")
+        self.assertOK(self.node.get("/queues"), [])
+        self.assertOK(self.node.put("/queue/mail", {"name": "other", "max_workers": 3}),
+                      {"name": "mail", "polling_interval": 200, "max_workers": 3})
+        self.assertOK(self.node.put("/queue/mail", {"name": None}),
+                      {"name": "mail", "polling_interval": 200, "max_workers": 20})
+
     def test_nameCheckedFirst(self) -> None:
         """When the name is too long and the body is invalid, the name is reported."""
         self.assertError(self.node.put("/queue/" + "a" * 47, b"junk"), 400,

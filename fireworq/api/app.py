@@ -233,6 +233,7 @@ class FireworqAPI:
     async def put_queue(self, request: IRequest, queue_name: str) -> bytes:
         validate.queue_name(queue_name)
         members = self._body(request)
+        jsontext.get_string(members, "name")  # checked, then ignored: the path names it
         definition = self._manager.resolve(
             queue_name,
             polling_interval=jsontext.get_int(members, "polling_interval", 0, 3600000) or 0,
