@@ -44,6 +44,9 @@ T = TypeVar("T")
 #: The store clock at the start of every test: 2024-11-28T10:40:00Z.
 START = 1_732_790_400.0
 
+#: The largest id a cursor may carry (API.md 1.7): beyond SQLite's (and BIGINT's) integers.
+BEYOND = 2**64 - 1
+
 #: Payloads as the API stores them, and some it never would: the store keeps bytes.
 PAYLOADS = (
     b'{"user":42,"lang":"ja"}',
@@ -951,12 +954,13 @@ class StoreContractMixin(_Base):
         states = await self.listJobsFixture()
         everything = sorted(key for keys in states.values() for key in keys)
         times = sorted({key[0] for key in everything})
-        probes = [Cursor(0, 0), Cursor(2**62, 2**62)]
+        probes = [Cursor(0, 0), Cursor(2**62, 2**62), Cursor(1, 2**63), Cursor(1, BEYOND)]
         for time in times:
             ids = [key[1] for key in everything if key[0] == time]
             probes += [
                 Cursor(time - 1, 2**62), Cursor(time, 0), Cursor(time, min(ids)),
                 Cursor(time, max(ids)), Cursor(time, max(ids) + 1), Cursor(time + 1, 0),
+                Cursor(time, BEYOND), Cursor(time - 1, BEYOND),
             ]
             probes += [Cursor(time, i) for i in range(min(ids), max(ids)) if i not in ids][:2]
         for state, keys in states.items():
@@ -1148,12 +1152,13 @@ class StoreContractMixin(_Base):
         for order in FailedOrder:
             key = failedKey(order)
             keys = sorted((key(failure) for failure in failures), reverse=True)
-            probes = [Cursor(0, 0), Cursor(2**62, 2**62)]
+            probes = [Cursor(0, 0), Cursor(2**62, 2**62), Cursor(1, 2**63), Cursor(1, BEYOND)]
             for time in sorted({k[0] for k in keys}):
                 ids = [k[1] for k in keys if k[0] == time]
                 probes += [
                     Cursor(time + 1, 0), Cursor(time, 2**62), Cursor(time, max(ids)),
                     Cursor(time, min(ids)), Cursor(time, min(ids) - 1), Cursor(time - 1, 2**62),
+                    Cursor(time, BEYOND), Cursor(time - 1, BEYOND),
                 ]
             for cursor in probes:
                 expected = atOrAfter(keys, cursor, False)

@@ -79,6 +79,8 @@ _JOB_TABLE_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS {failed_index} ON {failures} (failed_at, failure_id)",
 )
 
+_MAX_INTEGER = 2**63 - 1
+
 _STATE_CONDITIONS = {
     JobState.GRABBED: "status = 'grabbed'",
     JobState.WAITING: "status = 'claimed' AND next_try <= ?",
@@ -457,6 +459,14 @@ def _recover(txn: Cursor_, part: str, grabber_id: int) -> int:
     return int(txn.rowcount)
 
 
+def _position(cursor: Cursor) -> list[Any]:
+    """A cursor's (time, time, id) parameters of ``keyset_condition``. Its id may be above
+    SQLite's largest integer (API.md 1.7 allows up to 2^64-1), which would not bind; as a
+    REAL it compares exactly as it should: above every stored id."""
+    item: float = cursor.id if cursor.id <= _MAX_INTEGER else float(cursor.id)
+    return [cursor.time, cursor.time, item]
+
+
 def _list_jobs(
     txn: Cursor_, part: str, state: JobState, ascending: bool, cursor: Cursor | None,
     limit: int, now: int,
@@ -465,7 +475,7 @@ def _list_jobs(
     params: list[Any] = [] if state is JobState.GRABBED else [now]
     if cursor is not None:
         conditions.append(keyset_condition("next_try", "job_id", not ascending))
-        params += [cursor.time, cursor.time, cursor.id]
+        params += _position(cursor)
     direction = "ASC" if ascending else "DESC"
     txn.execute(
         "SELECT %s FROM %s WHERE %s ORDER BY next_try %s, job_id %s LIMIT ?"
@@ -494,7 +504,7 @@ def _list_failed(
     where, params = "", []
     if cursor is not None:
         where = " WHERE " + keyset_condition(time_column, "failure_id", True)
-        params = [cursor.time, cursor.time, cursor.id]
+        params = _position(cursor)
     txn.execute(
         "SELECT %s FROM %s%s ORDER BY %s DESC, failure_id DESC LIMIT ?"
         % (FAILED_COLUMNS, failure_table(part), where, time_column),
