@@ -25,6 +25,7 @@ from zope.interface import implementer
 
 from fireworq import jsontext
 from fireworq.jsontext import encode_str, format_number
+from fireworq.masking import mask_url
 from fireworq.model import Job, NewJob, PushedJob
 from fireworq.times import format_seconds
 
@@ -118,7 +119,7 @@ class QueueLog:
         now = int(self._clock.seconds() * 1000)
         line = _QUEUE_LINE % (
             level, now, self._tag, action, encode_str(queue), encode_str(category), job_id,
-            status, created_at, now - created_at, encode_str(url),
+            status, created_at, now - created_at, encode_str(mask_url(url)),
             encode_str(payload.decode("utf-8", "replace")), next_try, retry_count,
             retry_delay, fail_count, timeout,
             ',"message":%s' % encode_str(message) if message else "",

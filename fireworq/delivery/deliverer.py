@@ -24,6 +24,7 @@ from fireworq.delivery.target import (
     parse_target,
     resolve_location,
 )
+from fireworq.masking import mask_url
 from fireworq.model import Job, ResultStatus, WorkerResult
 
 __all__ = ["MAX_REDIRECTS", "Deliverer"]
@@ -152,7 +153,8 @@ class Deliverer:
         except Exception as exc:
             # A bug here must still end the attempt with a result, or the job stays grabbed.
             _log.failure(
-                "Unexpected error delivering job {job_id} to {url}", job_id=job.id, url=job.url
+                "Unexpected error delivering job {job_id} to {url}", job_id=job.id,
+                url=mask_url(job.url),
             )
             return WorkerResult(_INTERNAL_FAILURE, 0, f"Request failed: {describe(exc)}")
 
