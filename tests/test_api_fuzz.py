@@ -2,21 +2,24 @@
 HTTP/1.1 requests to every route never get a 500, a traceback or an error that is not the
 JSON of API.md 1.4, and the node keeps answering.
 
-Requests go over raw HTTP into the real site of one in-memory node (L{apptools.ApiHarness})
-that lives for all the examples of a test, so state built by earlier examples (queues,
-routings, jobs, failures) is there for later ones.
+Requests go over raw HTTP into the real site of an in-memory node (L{apptools.ApiHarness}).
+Every example gets a node of its own, with queues, routings, jobs and failure-log entries
+already there (L{fixture_node}), so that an example (and the one hypothesis shrinks it to)
+does the same whatever ran before it.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import string
-from typing import Any
+from typing import Any, Callable, Coroutine
 from urllib.parse import quote, quote_from_bytes
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from apptools import (
@@ -28,6 +31,8 @@ from apptools import (
     build_request,
     utc,
 )
+
+from fireworq.model import NewJob, Routing
 
 REASONS = {
     400: "Bad Request",
@@ -54,6 +59,7 @@ TOKEN_CHARS = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
 
 # Names that exist on the node (defined in setUp), so deeper code paths are reached.
 KNOWN_QUEUES = ["mail", "t", "Mail-2.eu"]
+THROTTLES = {"t": (5.0, 2)}
 KNOWN_CATEGORIES = ["send_welcome", "billing/invoice", "foo/"]
 
 tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)
@@ -194,22 +200,48 @@ hosts = st.one_of(st.just(b"fireworq.test"), header_values, st.none(),
                   st.sampled_from([b"a..b", b"a" * 70, b"[::1]:8080", b"\xff"]))
 
 
+def fixture_node() -> ApiHarness:
+    """A node with the known queues and routings, jobs waiting, deferred and in the failure
+    log. Built through the queue manager: it is made for every example, and HTTP requests
+    would cost twice the time."""
+    node = ApiHarness({"max_request_body": str(MAX_BODY), "queue_default": "default"})
+    results = itertools.cycle([SUCCESS, FAILURE, PERMANENT])
+    node.deliverer.script = lambda job: next(results)
+    manager = node.manager
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> None:
+        done = Deferred.fromCoroutine(coroutine)
+        node.advance(0)
+        done.addErrback(lambda f: f.raiseException())  # fails here, not at garbage collection
+
+    for name in KNOWN_QUEUES:
+        run(manager.put_queue(manager.resolve(name, 0, 0, *THROTTLES.get(name, (0.0, 0)))))
+    for category in KNOWN_CATEGORIES:
+        run(manager.put_routing(Routing("mail", category)))
+    def job(n: int) -> NewJob:
+        return NewJob("send_welcome", "http://worker.internal:8000/send", b'{"n":%d}' % n,
+                      run_after=3600 * (n % 4 == 3), max_retries=n % 2, retry_delay=0,
+                      timeout=0)
+
+    for n in range(8):
+        run(manager.push("send_welcome", job(n)))
+    run(node.store.push([("t", job(n)) for n in range(8)]))  # throttled: some stay grabbed
+    node.advance(0.5)  # delivered once: successes, retries and failure-log entries
+    return node
+
+
 class APIFuzzTests(SynchronousTestCase):
-    """One node for all examples of a test; see the module docstring."""
+    """A node per example; see the module docstring."""
 
     def setUp(self) -> None:
         self.addCleanup(utc())
-        self.node = ApiHarness({"max_request_body": str(MAX_BODY), "queue_default": "default"})
-        self.addCleanup(self.node.stop)
-        results = iter([SUCCESS, FAILURE, PERMANENT] * 1000000)
-        self.node.deliverer.script = lambda job: next(results)
-        for name in KNOWN_QUEUES:
-            self.node.define_queue(quote(name, safe=""))
-        self.node.put("/queue/t", {"max_dispatches_per_second": 5, "max_burst_size": 2})
-        for category in KNOWN_CATEGORIES:
-            self.node.define_routing(category, "mail")
-        for n in range(5):
-            self.node.push("send_welcome", payload={"n": n}, max_retries=1, run_after=n % 2)
+
+    def run_example(self, example: Callable[[], None]) -> None:
+        self.node = fixture_node()
+        try:
+            example()
+        finally:
+            self.node.stop()
 
     def check(self, response: RawResponse, head: bool) -> None:
         body = response.body
@@ -239,11 +271,28 @@ class APIFuzzTests(SynchronousTestCase):
         self.assertEqual(response.header(b"connection"), b"close")
 
     def still_answers(self) -> None:
+        """The node answers, and so does every queue it knows (an example may have deleted
+        or defined some)."""
         self.node.store.down = False
         response = self.node.get("/healthz")
         self.assertEqual((response.status, response.body), (200, b'{"status":"ok"}'))
-        response = self.node.get("/queue/mail/stats")
+        response = self.node.get("/queues/stats")
         self.assertEqual(response.status, 200)
+        for name in response.json():
+            stats = self.node.get("/queue/%s/stats" % quote(name, safe=""))
+            self.assertEqual(stats.status, 200, name)
+
+    def test_examplesIndependent(self) -> None:
+        """When an example deletes a queue of the fixture, the next example has it again."""
+        def delete_mail() -> None:
+            self.assertEqual(self.node.delete("/queue/mail").status, 200)
+            self.still_answers()
+
+        def push_to_mail() -> None:
+            self.assertEqual(self.node.push("send_welcome")["queue_name"], "mail")
+
+        self.run_example(delete_mail)
+        self.run_example(push_to_mail)
 
     @settings(max_examples=400, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -251,24 +300,30 @@ class APIFuzzTests(SynchronousTestCase):
            chunked=st.booleans(), chunk_size=st.integers(1, 5000), host=hosts,
            store_down=st.integers(0, 9).map(lambda n: n == 0), elapse=st.sampled_from(
                [0, 0, 0, 0.1, 1.5]))
+    @example(target=("DELETE", "/queue/mail"), query="", body=None, extra=[], chunked=False,
+             chunk_size=1, host=b"fireworq.test", store_down=False, elapse=0)
     def test_anyRequest(self, target: tuple[str, str], query: str, body: bytes | None,
                         extra: list[tuple[str, bytes]], chunked: bool, chunk_size: int,
                         host: bytes | None, store_down: bool, elapse: float) -> None:
         """When any valid HTTP/1.1 request comes to any route, the answer is never a 500 or
         a traceback, every error is the JSON of API.md 1.4, and the node keeps answering."""
         method, path = target
-        self.node.store.down = store_down
-        raw = build_request(method, path + query, body, extra, chunked=chunked,
-                            chunk_size=chunk_size, host=host)
-        head = method == "HEAD"
-        response = self.node.send(raw, head=head)
-        self.check(response, head)
-        if body is not None and len(body) > MAX_BODY:
-            self.assertEqual(response.status, 413)
-        self.node.store.down = False
-        if elapse:
-            self.node.advance(elapse)
-        self.still_answers()
+
+        def example() -> None:
+            self.node.store.down = store_down
+            raw = build_request(method, path + query, body, extra, chunked=chunked,
+                                chunk_size=chunk_size, host=host)
+            head = method == "HEAD"
+            response = self.node.send(raw, head=head)
+            self.check(response, head)
+            if body is not None and len(body) > MAX_BODY:
+                self.assertEqual(response.status, 413)
+            self.node.store.down = False
+            if elapse:
+                self.node.advance(elapse)
+            self.still_answers()
+
+        self.run_example(example)
 
     @settings(max_examples=200, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -285,16 +340,20 @@ class APIFuzzTests(SynchronousTestCase):
         text = json.dumps(body).encode()
         if raw_payload is not None:
             text = text.replace(b'"__PAYLOAD__"', raw_payload)
-        response = self.node.send(build_request("POST", "/job/" + category, text))
-        self.check(response, False)
-        self.assertIn(response.status, (200, 400, 404), response.body)
-        if response.status == 200:
-            accepted = response.json()
-            job = self.node.get("/queue/%s/job/%d" % (quote(accepted["queue_name"], safe=""),
-                                                      accepted["id"]))
-            self.check(job, False)
-            self.assertIn(job.status, (200, 404))
-            if job.status == 200:
-                self.assertEqual(job.json()["url"], accepted["url"])
-            self.node.advance(0.25)
-        self.still_answers()
+
+        def example() -> None:
+            response = self.node.send(build_request("POST", "/job/" + category, text))
+            self.check(response, False)
+            self.assertIn(response.status, (200, 400, 404), response.body)
+            if response.status == 200:
+                accepted = response.json()
+                job = self.node.get("/queue/%s/job/%d" % (
+                    quote(accepted["queue_name"], safe=""), accepted["id"]))
+                self.check(job, False)
+                self.assertIn(job.status, (200, 404))
+                if job.status == 200:
+                    self.assertEqual(job.json()["url"], accepted["url"])
+                self.node.advance(0.25)
+            self.still_answers()
+
+        self.run_example(example)
