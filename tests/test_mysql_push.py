@@ -18,6 +18,7 @@ import json
 from collections import Counter
 from typing import Any, Iterator, Sequence
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -31,6 +32,7 @@ from fireworq.dsn import parse_dsn
 from fireworq.errors import JobTooLarge
 from fireworq.model import PushedJob
 from fireworq.queues import PUSH_TIMEOUT
+from fireworq.storage import mysql
 from fireworq.storage.mysql import MySQLStore
 from fireworq.storage.sqlcommon import job_table
 
@@ -84,18 +86,30 @@ class StoreTests(TestCase):
                              job.payload[:20])
 
     async def test_idsWithIncrement(self) -> None:
-        """When the DSN sets auto_increment_increment=2, every answered id is the stored id,
-        for a multi-row INSERT per table and for one INSERT per job (innodb_autoinc_lock_mode
-        2)."""
-        store = await self.open_store(INCREMENT_PARAMS)
+        """When the DSN sets auto_increment_increment=2, every answered id is the stored id
+        (a multi-row INSERT per table)."""
+        await self.check_increment(await self.open_store(INCREMENT_PARAMS))
+
+    async def test_idsWithIncrementInterleaved(self) -> None:
+        """When the server does not give a multi-row INSERT consecutive ids
+        (innodb_autoinc_lock_mode 2, read when a session connects), there is one INSERT per
+        job, and every answered id is the stored id too."""
+        def interleaved(connection: Any) -> None:
+            read_session_limits(connection)
+            connection.fireworq_limits = attrs.evolve(connection.fireworq_limits,
+                                                      consecutive=False)
+
+        read_session_limits = mysql._read_session_limits
+        self.patch(mysql, "_read_session_limits", interleaved)
+        await self.check_increment(await self.open_store(INCREMENT_PARAMS))
+
+    async def check_increment(self, store: MySQLStore) -> None:
         counter = itertools.count()
-        for consecutive in (True, False):
-            store.autoinc_consecutive = consecutive
-            for _ in range(2):
-                jobs = [("mail" if n % 3 else "bulk", newJob(payload=b"job %d" % n))
-                        for n in itertools.islice(counter, 7)]
-                answers = await store.push(jobs)
-                self.assertStoredAsAnswered(jobs, answers)
+        for _ in range(3):
+            jobs = [("mail" if n % 3 else "bulk", newJob(payload=b"job %d" % n))
+                    for n in itertools.islice(counter, 7)]
+            answers = await store.push(jobs)
+            self.assertStoredAsAnswered(jobs, answers)
         ids = sorted(stored_payloads(self.database, "mail").values())
         self.assertEqual(ids, list(range(1, 2 * len(ids), 2)))
 

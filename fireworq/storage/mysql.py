@@ -178,7 +178,6 @@ class MySQLStore:
         self._prepared: set[str] = set()
         #: Lock names guarding grabs and recovery, per job table (set by the activator).
         self.locks_by_table: dict[str, set[str]] = {}
-        self.autoinc_consecutive = True
         self.skip_locked = True
         #: Called when the grab connection failed (set by the activator).
         self.grab_connection_lost: Callable[[], None] | None = None
@@ -210,7 +209,7 @@ class MySQLStore:
                                  on_connect=self._record_grab_connection, before=self._before,
                                  implicit_transactions=True)
         await self.repository.run("create schema", _create_repository)
-        self.autoinc_consecutive, self.skip_locked = await self.jobs.run(
+        self.skip_locked = await self.jobs.run(
             "read settings", _server_features, transaction=False)
 
     async def close(self) -> None:
@@ -275,8 +274,7 @@ class MySQLStore:
         sending = _Sending()
         try:
             answers = await self._pools()[1].run(
-                "push", _push, jobs, handover, self.autoinc_consecutive, sending,
-                transaction=False)
+                "push", _push, jobs, handover, sending, transaction=False)
         except StoreUnavailable as e:
             # Lost after the INSERT went out: the server may have committed it.
             if sending.started and e.__cause__ is not None and is_connection_error(e.__cause__):
@@ -383,12 +381,11 @@ def _ping(txn: Txn) -> None:
     txn.fetchall()
 
 
-def _server_features(txn: Txn) -> tuple[bool, bool]:
-    """Whether a multi-row INSERT gets consecutive ids (innodb_autoinc_lock_mode is not 2),
-    and whether the server knows ``FOR UPDATE SKIP LOCKED`` (MariaDB 10.6, MySQL 8)."""
-    txn.execute("SELECT @@innodb_autoinc_lock_mode, VERSION()")
-    mode, version = txn.fetchone()
-    return int(mode) != 2, supports_skip_locked(text(version))
+def _server_features(txn: Txn) -> bool:
+    """Whether the server knows ``FOR UPDATE SKIP LOCKED`` (MariaDB 10.6, MySQL 8)."""
+    txn.execute("SELECT VERSION()")
+    (version,) = txn.fetchone()
+    return supports_skip_locked(text(version))
 
 
 def supports_skip_locked(version: str) -> bool:
@@ -544,8 +541,13 @@ def _row(job: NewJob) -> str:
 @attrs.frozen
 class SessionLimits:
     """A session's settings that shape a push, read when it connects (they may differ
-    between sessions: a DSN parameter sets them, or a global changed meanwhile)."""
+    between sessions: a DSN parameter sets them, a global changed meanwhile, or the server
+    behind the address is another one since a failover)."""
 
+    #: Whether the rows of one multi-row INSERT get consecutive ids (steps of
+    #: ``increment``): not with innodb_autoinc_lock_mode 2 (MySQL 8's default, Galera's
+    #: requirement), where concurrent INSERTs interleave.
+    consecutive: bool
     #: @@auto_increment_increment: the step between the ids one INSERT gets.
     increment: int
     #: @@max_allowed_packet: the longest statement the server reads; a longer one makes it
@@ -559,10 +561,11 @@ _PACKET_OVERHEAD = 16
 
 def _read_session_limits(connection: Any) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT @@auto_increment_increment, @@max_allowed_packet")
-        increment, max_packet = cursor.fetchone()
+        cursor.execute("SELECT @@innodb_autoinc_lock_mode, @@auto_increment_increment,"
+                       " @@max_allowed_packet")
+        mode, increment, max_packet = cursor.fetchone()
     # It travels with the connection, into every interaction run on it.
-    connection.fireworq_limits = SessionLimits(int(increment), int(max_packet))
+    connection.fireworq_limits = SessionLimits(int(mode) != 2, int(increment), int(max_packet))
 
 
 @attrs.define
@@ -573,8 +576,7 @@ class _Sending:
 
 
 def _push(
-    txn: Txn, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None,
-    consecutive: bool, sending: _Sending,
+    txn: Txn, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None, sending: _Sending,
 ) -> list[int | NotStored]:
     limits: SessionLimits = txn.connection.fireworq_limits
     answers: list[int | NotStored] = not_sent(len(jobs))
@@ -598,7 +600,7 @@ def _push(
                 continue
             # Where a multi-row INSERT gets consecutive ids, one per table, split only to
             # stay under the server's limit; otherwise one per job, to read each id.
-            if rows and (not consecutive or size + 1 + len(row) > room):
+            if rows and (not limits.consecutive or size + 1 + len(row) > room):
                 statements.append((insert + ",".join(rows), chunk))
                 rows, chunk, size = [], [], 0
             size += len(row) + (1 if rows else 0)
