@@ -62,7 +62,7 @@ class _Snapshot:
         failed = GaugeMetricFamily(
             "fireworq_failed_jobs", "Entries in the queue's failure log.", labels=["queue"])
         for name, dispatcher in queues:
-            stats = dispatcher.stats
+            stats = dispatcher.snapshot()
             pushed.add_metric([name], stats.total_pushes)
             popped.add_metric([name], stats.total_pops)
             worker_failures = stats.worker_failure_outcomes
@@ -72,14 +72,12 @@ class _Snapshot:
                 [name, "failure"], stats.total_permanent_failures - worker_failures)
             failures.add_metric([name], stats.total_failures)
             delivery.add_metric(
-                [name], stats.delivery_seconds.cumulative(), stats.delivery_seconds.total)
+                [name], list(stats.delivery_seconds.buckets), stats.delivery_seconds.total)
             latency.add_metric(
-                [name], stats.latency_seconds.cumulative(), stats.latency_seconds.total)
-            is_active = dispatcher.active
-            total = dispatcher.definition.max_workers if is_active else 0
-            workers.add_metric([name, "total"], total)
-            workers.add_metric([name, "idle"], max(0, total - dispatcher.busy) if is_active else 0)
-            active.add_metric([name], 1 if is_active else 0)
+                [name], list(stats.latency_seconds.buckets), stats.latency_seconds.total)
+            workers.add_metric([name, "total"], stats.total_workers)
+            workers.add_metric([name, "idle"], stats.idle_workers)
+            active.add_metric([name], 1 if stats.active else 0)
             if self._counts is not None:
                 counts = self._counts.get(dispatcher.table, StateCounts())
                 jobs.add_metric([name, "waiting"], counts.waiting)

@@ -113,6 +113,11 @@ class Job:
         return self.fail_count + self.retry_count
 
 
+#: A grabbed job whose delivery is in flight on this node: (job id, the grabber id it was
+#: grabbed with). Orphan recovery leaves exactly these jobs grabbed.
+InFlight = tuple[int, int | None]
+
+
 class ResultStatus(str, Enum):
     SUCCESS = "success"
     FAILURE = "failure"

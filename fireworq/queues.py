@@ -3,6 +3,8 @@
 Definitions and routings live in the store; this node keeps a copy, applies its own changes
 at once and notices other nodes' changes by polling the store's change counters. Only the
 difference is applied: an unchanged queue keeps its dispatcher, its lock and its stats.
+Whether a dispatcher runs is up to ``fireworq.cluster.ownership``, which each one is handed
+to as its queue is added.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Sequence
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from fireworq.cluster import Activator
+from fireworq.cluster.ownership import QueueOwnership
 from fireworq.dispatch.batching import Batch, TurnBatcher
 from fireworq.dispatch.dispatcher import Deliverer, QueueDispatcher
 from fireworq.dispatch.stats import QueueStats
@@ -68,7 +70,7 @@ class QueueManager:
         *,
         clock: IReactorTime,
         store: Store,
-        activator: Activator,
+        ownership: QueueOwnership,
         deliverer: Deliverer,
         queue_log: QueueLog,
         defaults: QueueDefaults,
@@ -78,7 +80,7 @@ class QueueManager:
     ) -> None:
         self._clock = clock
         self._store = store
-        self._activator = activator
+        self._ownership = ownership
         self._deliverer = deliverer
         self._queue_log = queue_log
         self.defaults = defaults
@@ -106,7 +108,7 @@ class QueueManager:
     # Lifetime
 
     async def start(self) -> None:
-        self._activator.start(self._activation_changed)
+        self._ownership.start()
         await self.refresh(force=True)
         self._refresh.start(self._refresh_interval, now=False).addErrback(
             lambda f: log.failure("Definition refresh stopped", f)
@@ -209,47 +211,15 @@ class QueueManager:
         )
         self.dispatchers[name] = dispatcher
         dispatcher.start()
-        self._activator.watch(name)
+        self._ownership.watch(name, dispatcher)
 
     def _remove(self, name: str) -> None:
         dispatcher = self.dispatchers.pop(name, None)
         if dispatcher is None:
             return
-        self._activator.unwatch(name)
+        self._ownership.unwatch(name)
         self._retiring.add(dispatcher)
         dispatcher.stop().addBoth(lambda _: self._retiring.discard(dispatcher))
-
-    def _activation_changed(self, name: str, active: bool) -> None:
-        dispatcher = self.dispatchers.get(name)
-        if dispatcher is None:
-            return
-        if not active:
-            dispatcher.set_active(False)
-            return
-        Deferred.fromCoroutine(self._activate(dispatcher)).addErrback(
-            lambda f: log.failure("Activating queue {queue} failed", f, queue=name)
-        )
-
-    async def _activate(self, dispatcher: QueueDispatcher) -> None:
-        name = dispatcher.definition.name
-        for delay in (0, 1, 2, 5):
-            if delay:
-                await deferLater(self._clock, delay, lambda: None)
-            if self.dispatchers.get(name) is not dispatcher or not self._activator.is_active(name):
-                return
-            try:
-                recovered = await self._store.recover(dispatcher.table)
-                break
-            except StoreUnavailable as e:
-                log.warn("Cannot recover orphan jobs of {queue}: {reason}", queue=name,
-                         reason=e.reason)
-        else:
-            return
-        if recovered:
-            log.info("Recovered {count} orphan job(s) of queue {queue}", count=recovered,
-                     queue=name)
-        if self._activator.is_active(name):
-            dispatcher.set_active(True)
 
     # Routings
 

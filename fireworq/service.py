@@ -25,9 +25,11 @@ from twisted.python.failure import Failure
 from fireworq import inherited
 from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
-from fireworq.cluster import Activator, LocalActivator
-from fireworq.cluster.filelock import FileLockActivator
-from fireworq.cluster.mysql import MySQLActivator
+from fireworq.cluster import LockDriver
+from fireworq.cluster.filelock import FileLock
+from fireworq.cluster.memory import MemoryLocks
+from fireworq.cluster.mysql import MySQLLocks
+from fireworq.cluster.ownership import QueueOwnership
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
 from fireworq.errors import StoreMisconfigured, StoreUnavailable
@@ -53,15 +55,17 @@ log = Logger()
 PUSH_CONCURRENCY: dict[str, int] = {}
 
 
-def build_store(config: Config, reactor: Any) -> tuple[Store, Activator]:
+def build_store(config: Config, reactor: Any) -> tuple[Store, LockDriver]:
     if config.driver == "in-memory":
-        return MemoryStore(reactor), LocalActivator()
+        memory = MemoryStore(reactor)
+        return memory, MemoryLocks(memory)
     if config.driver == "sqlite":
         path = os.path.abspath(config.sqlite_path)
-        return SqliteStore(path, reactor, reactor), FileLockActivator(path + ".lock", reactor)
+        sqlite = SqliteStore(path, reactor, reactor)
+        return sqlite, FileLock(path + ".lock", sqlite)
     mysql = MySQLStore(config.repository_mysql_dsn_parsed, config.queue_mysql_dsn_parsed,
                        reactor, reactor)
-    return mysql, MySQLActivator(mysql, reactor, config.mysql_lock_scope)
+    return mysql, MySQLLocks(mysql, config.mysql_lock_scope)
 
 
 class FireworqService(Service):
@@ -74,7 +78,8 @@ class FireworqService(Service):
         stdout = stdout_bytes()
         self._queue_writer = LineWriter(reactor, config.queue_log, stdout)
         self._access_writer = LineWriter(reactor, config.access_log, stdout)
-        self.store, self.activator = build_store(config, reactor)
+        self.store, locks = build_store(config, reactor)
+        self.ownership = QueueOwnership(locks, reactor)
         delivery_settings = DeliverySettings(
             user_agent=config.dispatch_user_agent,
             keep_alive=config.dispatch_keep_alive,
@@ -86,7 +91,7 @@ class FireworqService(Service):
         self.manager = QueueManager(
             clock=reactor,
             store=self.store,
-            activator=self.activator,
+            ownership=self.ownership,
             deliverer=Deliverer(http, reactor, delivery_settings),
             queue_log=QueueLog(
                 self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
@@ -101,7 +106,7 @@ class FireworqService(Service):
             max_pending_pushes=config.max_pending_pushes,
         )
         api = FireworqAPI(
-            clock=reactor, store=self.store, manager=self.manager, activator=self.activator,
+            clock=reactor, store=self.store, manager=self.manager, ownership=self.ownership,
             settings=settings(config), started_at=reactor.seconds(),
         )
         self.site = FireworqSite(
@@ -208,7 +213,7 @@ class FireworqService(Service):
         if not await self.manager.stop_dispatching(remaining):
             log.warn("Shutdown timeout: abandoned the deliveries still in progress; their"
                      " jobs stay grabbed and are recovered by the next active node")
-        await self.activator.stop()
+        await self.ownership.stop()
         self.manager.close()
         await self._http_pool.closeCachedConnections()
         await self.store.close()

@@ -1,7 +1,7 @@
 """A harness for the HTTP API: the whole daemon in memory on a L{task.Clock}.
 
 L{ApiHarness} wires what L{fireworq.service.FireworqService} wires (a L{MemoryStore} behind a
-L{SwitchableStore}, a L{LocalActivator}, a L{QueueManager} with a L{FakeDeliverer}, the
+L{SwitchableStore}, L{MemoryLocks} under a L{QueueOwnership}, a L{QueueManager} with a L{FakeDeliverer}, the
 L{FireworqAPI} and the L{FireworqSite}) from a configuration made by C{load_config}, and
 offers two ways to talk to it:
 
@@ -35,7 +35,8 @@ from twisted.python.failure import Failure
 
 from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
-from fireworq.cluster import LocalActivator
+from fireworq.cluster.memory import MemoryLocks
+from fireworq.cluster.ownership import QueueOwnership
 from fireworq.config import Config, load_config, settings
 from fireworq.errors import StoreUnavailable
 from fireworq.logs import AccessLog, LineWriter, QueueLog
@@ -115,7 +116,8 @@ class SwitchableStore:
     """A L{MemoryStore} that can be made unavailable.
 
     While C{down}, every store call raises L{StoreUnavailable}; calls named in C{hang} never
-    answer until L{release} (their Deferreds are cancellable, as a real driver's are).
+    answer until L{release} (their Deferreds are cancellable, as a real driver's are); calls
+    named in C{failing} raise L{StoreUnavailable} that many more times.
     """
 
     def __init__(self, clock: Clock) -> None:
@@ -124,6 +126,7 @@ class SwitchableStore:
         self.hang: set[str] = set()
         #: Calls named here raise an unexpected error (a bug, not an outage).
         self.broken: set[str] = set()
+        self.failing: dict[str, int] = {}
         self.held: list[Deferred[Any]] = []
         self.calls: list[str] = []
 
@@ -140,6 +143,9 @@ class SwitchableStore:
                 await held
             if name in self.broken:
                 raise RuntimeError("disk on fire")
+            if self.failing.get(name):
+                self.failing[name] -= 1
+                raise StoreUnavailable("%s: lock wait timeout" % name)
             if self.down:
                 raise StoreUnavailable("connection refused")
             return await method(*args, **kwargs)
@@ -346,7 +352,8 @@ class ApiHarness:
         self.clock = Clock()
         self.clock.advance(START)
         self.store = SwitchableStore(self.clock)
-        self.activator = LocalActivator()
+        self.locks = MemoryLocks(self.store)  # type: ignore[arg-type]
+        self.ownership = QueueOwnership(self.locks, self.clock)
         self.deliverer = FakeDeliverer()
         self.queue_stream = io.BytesIO()
         self.access_stream = io.BytesIO()
@@ -354,7 +361,7 @@ class ApiHarness:
         self.access_writer = LineWriter(self.clock, "", self.access_stream)
         config = self.config
         self.manager = QueueManager(
-            clock=self.clock, store=self.store, activator=self.activator,  # type: ignore[arg-type]
+            clock=self.clock, store=self.store, ownership=self.ownership,  # type: ignore[arg-type]
             deliverer=self.deliverer,
             queue_log=QueueLog(self.queue_writer, self.clock, config.queue_log_tag,
                                config.queue_log_level),
@@ -368,7 +375,7 @@ class ApiHarness:
         )
         self.api = FireworqAPI(
             clock=self.clock, store=self.store, manager=self.manager,  # type: ignore[arg-type]
-            activator=self.activator, settings=settings(config),
+            ownership=self.ownership, settings=settings(config),
             started_at=self.clock.seconds(),
         )
         self.site = FireworqSite(
@@ -484,12 +491,13 @@ class ApiHarness:
             self._stub.flush()
         self.store.hang.clear()
         self.store.broken.clear()
+        self.store.failing.clear()
         self.store.release()
         self.store.down = False
         stopped = Deferred.fromCoroutine(self.manager.stop_dispatching(0))
         run_turns(self.clock)
         assert stopped.called, "deliveries did not stop"
-        self.activator.stop()
+        self.ownership.stop()
         self.manager.close()
         self.queue_writer.close()
         self.access_writer.close()

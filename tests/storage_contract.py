@@ -808,8 +808,9 @@ class StoreContractMixin(_Base):
 
     async def test_recover(self) -> None:
         """
-        Jobs grabbed by another grabber, or by none, go back to C{claimed} with their
-        C{next_try} and counters; our own stay grabbed.
+        Every grabbed job goes back to C{claimed} with its C{next_try} and counters, whoever
+        grabbed it (another grabber, or none), except the deliveries in flight named in
+        C{keep}: a pair of job id and the grabber id it was grabbed with.
         """
         await self.prepared("mail", "bulk")
         other = await self.otherNode()
@@ -834,7 +835,8 @@ class StoreContractMixin(_Base):
         bulk = await self.grabbedJob("bulk")
 
         self.advanceTo(START + 10)
-        self.assertEqual(await self.store.recover("mail"), 3)
+        in_flight = [(ours.id, ours.grabber_id)]
+        self.assertEqual(await self.store.recover("mail", in_flight), 3)
         for job in (theirs, theirs_too, nobodys):
             self.assertEqual(
                 await self.getJob("mail", job.id),
@@ -843,18 +845,38 @@ class StoreContractMixin(_Base):
         self.assertEqual(await self.getJob("mail", ours.id), ours)
         self.assertEqual(await self.getJob("mail", deferred.id), deferred)
         self.assertEqual(await self.getJob("bulk", bulk.id), bulk)
-        self.assertEqual(await self.store.recover("mail"), 0)
+        self.assertEqual(await self.store.recover("mail", in_flight), 0)
 
         regrabbed = await self.store.grab("mail", 10)
         self.assertEqual(
             [job.id for job in regrabbed], [theirs.id, theirs_too.id, nobodys.id]
         )
-
-        # From the other node's side, all of ours are foreign.
-        self.assertEqual(await other.recover("mail"), 4)
+        # A job is kept only with the grabber it was grabbed with.
+        assert ours.grabber_id is not None
+        stale = [(ours.id, ours.grabber_id ^ 0x5A5A), *((j.id, j.grabber_id) for j in regrabbed)]
+        self.assertEqual(await self.store.recover("mail", stale), 1)
+        self.assertEqual(
+            await self.getJob("mail", ours.id),
+            attrs.evolve(ours, status=JobStatus.CLAIMED, grabber_id=None),
+        )
+        # Nothing in flight: every grabbed job, from any node's side.
+        self.assertEqual(await other.recover("mail"), 3)
         self.assertEqual(
             (await self.store.counts(["mail"]))["mail"], StateCounts(waiting=4, deferred=1)
         )
+        self.assertEqual(await self.store.recover("bulk"), 1)
+
+    async def test_recoverManyInFlight(self) -> None:
+        """Thousands of deliveries in flight are kept, more than some servers allow
+        statement parameters."""
+        await self.prepared("mail")
+        await self.store.push([("mail", newJob()) for _ in range(1200)])
+        grabbed = await self.store.grab("mail", 1200)
+        self.assertEqual(len(grabbed), 1200)
+        keep = [(job.id, job.grabber_id) for job in grabbed[1:]]
+        self.assertEqual(await self.store.recover("mail", keep), 1)
+        self.assertEqual((await self.store.counts(["mail"]))["mail"],
+                         StateCounts(waiting=1, grabbed=1199))
 
     async def test_recoverEmpty(self) -> None:
         """Recovering a table with nothing grabbed recovers nothing."""

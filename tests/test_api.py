@@ -2001,6 +2001,25 @@ class QueueStatsTests(APITestCase):
                       {"id": str(os.getpid()), "host": socket.gethostname()})
         self.assertError(self.node.get("/queue/nope/node"), 404, "No such queue: nope")
 
+    def test_nodeWhileTakeOverFails(self) -> None:
+        """When this node holds a queue's lock but cannot take the queue over (recovering
+        its orphan jobs fails), the node answer says so with C{state} and C{error}, and the
+        node keeps trying: once recovery works, the answer is C{id} and C{host} alone again
+        and the queue's jobs are delivered (issue 8 item 4)."""
+        self.node.store.failing["recover"] = 6
+        self.define()
+        self.route()
+        pushed = self.push()
+        this = {"id": str(os.getpid()), "host": socket.gethostname()}
+        self.assertOK(self.node.get("/queue/mail/node"), {
+            **this, "state": "retrying", "error": "recover: lock wait timeout"})
+        self.assertEqual(self.node.deliverer.delivered, [])
+        self.node.advance(300)
+        self.assertOK(self.node.get("/queue/mail/node"), this)
+        self.assertEqual([job.id for job in self.node.deliverer.delivered], [pushed["id"]])
+        self.assertEqual(self.node.store.failing["recover"], 0)
+        self.node.deliverer.finish_all(SUCCESS)
+
     def test_noActiveNode(self) -> None:
         """When no node holds the queue (possible with sqlite and mysql), it is 404 No node
         is active for this queue."""
@@ -2009,7 +2028,7 @@ class QueueStatsTests(APITestCase):
         async def nobody(queue_name: str) -> None:
             return None
 
-        self.patch(self.node.activator, "node", nobody)
+        self.patch(self.node.ownership, "node", nobody)
         self.assertError(self.node.get("/queue/mail/node"), 404,
                          "No node is active for this queue")
 

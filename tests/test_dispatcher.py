@@ -19,10 +19,11 @@ from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from fireworq.cluster import LocalActivator
+from fireworq.cluster.memory import MemoryLocks
+from fireworq.cluster.ownership import QueueOwnership
 from fireworq.dispatch.batching import TurnBatcher
 from fireworq.dispatch.dispatcher import (
-    COMPLETION_RETRY_DELAYS,
+    UNOWNED_WRITE_PATIENCE,
     QueueDispatcher,
     completion_kind,
 )
@@ -244,6 +245,7 @@ class Harness:
 
     def activate(self) -> None:
         self.dispatcher.start()
+        self.dispatcher.set_owned(True)
         self.dispatcher.set_active(True)
         run_turns(self.clock)
 
@@ -519,7 +521,7 @@ class SlotTests(DispatcherTestCase):
         h.activate()
         self.assertEqual([limit for _, _, limit in h.store.grabs], [3])
         self.assertEqual(len(h.deliverer.pending), 3)
-        self.assertEqual(h.dispatcher.busy, 3)
+        self.assertEqual(h.dispatcher.snapshot().busy, 3)
         self.assertEqual(h.dispatcher.free_slots, 0)
         self.assertEqual(h.stats.total_pops, 3)
 
@@ -557,7 +559,7 @@ class SlotTests(DispatcherTestCase):
         h.activate()
         delivered: set[int] = set()
         for _ in range(2000):
-            self.assertLessEqual(h.dispatcher.busy, 4)
+            self.assertLessEqual(h.dispatcher.snapshot().busy, 4)
             self.assertLessEqual(len(h.deliverer.pending), 4)
             for job_id in list(h.deliverer.pending):
                 if rng.random() < 0.3:
@@ -573,7 +575,7 @@ class SlotTests(DispatcherTestCase):
         self.assertEqual(len(delivered), 50)
         self.assertLessEqual(h.deliverer.most_running, 4)
         self.assertEqual(h.stats.total_completes, 50)
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
 
     def test_partialGrabWaits(self) -> None:
         """When a grab returned fewer jobs than asked, a delivery ending does not grab again;
@@ -679,12 +681,12 @@ class ThrottleTests(DispatcherTestCase):
         h.push(count=8)
         h.activate()
         self.assertEqual(len(h.deliverer.calls), 3)
-        self.assertEqual(h.dispatcher.waiting_for_token, 5)
-        self.assertEqual(h.dispatcher.busy, 5)  # the first 3 are done already
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 5)
+        self.assertEqual(h.dispatcher.snapshot().busy, 5)  # the first 3 are done already
         advance_to(h.clock, 3.0)
         self.assertTimes(h.deliverer.times, [0.0, 0.0, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5], places=9)
         self.assertEqual([job.id for _, job in h.deliverer.calls], list(range(1, 9)))
-        self.assertEqual(h.dispatcher.waiting_for_token, 0)
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 0)
         self.assertEqual(h.stats.total_successes, 8)
 
     def test_outstandingJobs(self) -> None:
@@ -694,19 +696,19 @@ class ThrottleTests(DispatcherTestCase):
         h.push(count=6)
         h.activate()
         self.assertEqual(len(h.deliverer.pending), 1)
-        self.assertEqual(h.dispatcher.waiting_for_token, 3)
-        self.assertEqual(h.dispatcher.busy, 4)
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 3)
+        self.assertEqual(h.dispatcher.snapshot().busy, 4)
         advance_to(h.clock, 1.0)
         self.assertEqual(len(h.deliverer.pending), 2)
-        self.assertEqual(h.dispatcher.waiting_for_token, 2)
-        self.assertEqual(h.dispatcher.busy, 4)
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 2)
+        self.assertEqual(h.dispatcher.snapshot().busy, 4)
 
     def test_unthrottledOutstandingZero(self) -> None:
         """When the queue is not throttled, no job waits for a token."""
         h = Harness(max_workers=2)
         h.push(count=5)
         h.activate()
-        self.assertEqual(h.dispatcher.waiting_for_token, 0)
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 0)
 
     def test_throttleRemovedReleasesWaiters(self) -> None:
         """When C{update} removes the throttle, jobs waiting for a token are delivered at
@@ -717,7 +719,7 @@ class ThrottleTests(DispatcherTestCase):
         self.assertEqual(len(h.deliverer.pending), 1)
         h.dispatcher.update(QueueDefinition(name=QUEUE, polling_interval=100, max_workers=4))
         self.assertEqual(len(h.deliverer.pending), 4)
-        self.assertEqual(h.dispatcher.waiting_for_token, 0)
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 0)
 
     def test_stopWaitsForTokens(self) -> None:
         """When C{stop} is called while grabbed jobs wait for a token, they are still sent as
@@ -748,8 +750,8 @@ class ThrottleTests(DispatcherTestCase):
         h.dispatcher.abandon()
         self.successResultOf(stopped)
         self.assertEqual(len(h.deliverer.calls), 1)
-        self.assertEqual(h.dispatcher.waiting_for_token, 0)
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().outstanding_jobs, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
         for job_id in (1, 2, 3):
             self.assertIs(h.stored(job_id).status, JobStatus.GRABBED)
         advance_to(h.clock, 5.0)
@@ -913,7 +915,7 @@ class OutcomeTests(DispatcherTestCase):
             (stored.status, stored.next_try, stored.retry_count, stored.fail_count),
             (JobStatus.CLAIMED, 7500, 2, 1),
         )
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
 
 
 class CompletionWriteTests(DispatcherTestCase):
@@ -928,10 +930,10 @@ class CompletionWriteTests(DispatcherTestCase):
         h.store.fail_complete = 2
         h.deliverer.finish(first)
         run_turns(h.clock)
-        self.assertEqual(h.dispatcher.busy, 1)
+        self.assertEqual(h.dispatcher.snapshot().busy, 1)
         self.assertIs(h.stored(first).status, JobStatus.GRABBED)
         advance_to(h.clock, 0.25)
-        self.assertEqual(h.dispatcher.busy, 1)
+        self.assertEqual(h.dispatcher.snapshot().busy, 1)
         self.assertEqual(len(h.deliverer.calls), 1)
         advance_to(h.clock, 0.35)
         self.assertTimes([when for when, _ in h.store.completes], [0.0, 0.1, 0.3])
@@ -939,21 +941,45 @@ class CompletionWriteTests(DispatcherTestCase):
         self.assertEqual([job.id for _, job in h.deliverer.calls], [first, second])
         self.assertEqual(h.stats.total_successes, 1)
 
-    def test_givesUp(self) -> None:
-        """When every completion write fails, the dispatcher gives up after the last delay: the
-        job stays grabbed and its slot is freed."""
+    def failing_write(self) -> tuple[Harness, int]:
+        """A delivered job whose completion writes keep failing."""
         h = Harness(max_workers=1)
         [job_id] = h.push()
         h.activate()
-        h.store.fail_complete = 1000
+        h.store.fail_complete = 10**6
         h.deliverer.finish(job_id)
         run_turns(h.clock)
-        total = sum(COMPLETION_RETRY_DELAYS)
-        advance_to(h.clock, total - 0.05)
-        self.assertEqual(h.dispatcher.busy, 1)
-        advance_to(h.clock, total + 0.05)
-        self.assertEqual(len(h.store.completes), len(COMPLETION_RETRY_DELAYS) + 1)
-        self.assertEqual(h.dispatcher.busy, 0)
+        return h, job_id
+
+    def test_neverGivesUpWhileOwned(self) -> None:
+        """When every completion write fails while this node holds the queue, the write is
+        retried for as long as that lasts, at most every 10 s, with the slot kept; the
+        outcome is written once the store answers (issue 8 item 6)."""
+        h, job_id = self.failing_write()
+        advance_to(h.clock, 3600)
+        times = [when for when, _ in h.store.completes]
+        self.assertTimes(times[:7], [0.0, 0.1, 0.3, 0.8, 1.8, 3.8, 8.8])
+        self.assertEqual({round(b - a, 6) for a, b in zip(times[6:], times[7:])}, {10.0})
+        self.assertGreater(times[-1], 3590)
+        self.assertEqual(h.dispatcher.snapshot().busy, 1)
+        self.assertIs(h.stored(job_id).status, JobStatus.GRABBED)
+        h.store.fail_complete = 0
+        advance_to(h.clock, 3610)
+        self.assertIsNone(h.stored(job_id))
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
+
+    def test_givesUpOnceNotOwned(self) -> None:
+        """When this node no longer holds the queue, a failing completion write is given up
+        60 s after its first failure: the job stays grabbed (for the next active node's
+        recovery) and its slot is freed."""
+        h, job_id = self.failing_write()
+        h.dispatcher.set_active(False)
+        h.dispatcher.set_owned(False)
+        advance_to(h.clock, 59.9)
+        self.assertEqual(h.dispatcher.snapshot().busy, 1)
+        advance_to(h.clock, 70)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
+        self.assertGreaterEqual(h.store.completes[-1][0], UNOWNED_WRITE_PATIENCE)
         self.assertIs(h.stored(job_id).status, JobStatus.GRABBED)
 
     def test_unexpectedWriteErrorFreesSlot(self) -> None:
@@ -969,7 +995,7 @@ class CompletionWriteTests(DispatcherTestCase):
         h.activate()
         h.deliverer.finish(job_id)
         run_turns(h.clock)
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
 
 
@@ -1078,7 +1104,7 @@ class ShutdownTests(DispatcherTestCase):
         self.assertEqual(h.store.completes, [])
         for job_id in (1, 2):
             self.assertIs(h.stored(job_id).status, JobStatus.GRABBED)
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
         self.assertEqual(h.stats.total_completes, 0)
         self.assertEqual(h.log_lines(), [])
         self.assertEqual(h.pending_calls(), [])
@@ -1115,7 +1141,7 @@ class ShutdownTests(DispatcherTestCase):
         self.failureResultOf(stopped, TimeoutError)
         self.assertIsNone(self.successResultOf(other))
         self.assertEqual(sorted(h.deliverer.cancelled), [1, 2])
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
         self.assertIs(h.stored(1).status, JobStatus.GRABBED)
         self.assertEqual(h.pending_calls(), [])
 
@@ -1141,7 +1167,7 @@ class ActivationTests(DispatcherTestCase):
         self.assertEqual(h.store.due_calls, [])
         self.assertIsNone(h.stored(2))  # no retries left: failed
         self.assertEqual(len(h.failures()), 1)
-        self.assertEqual(h.dispatcher.busy, 0)
+        self.assertEqual(h.dispatcher.snapshot().busy, 0)
         # Regained: the backlog is grabbed at once.
         h.dispatcher.set_active(True)
         h.clock.advance(0)
@@ -1165,6 +1191,54 @@ class ActivationTests(DispatcherTestCase):
         self.assertIs(h.stored(job_id).status, JobStatus.GRABBED)
 
 
+class ExclusiveTests(DispatcherTestCase):
+    """L{QueueDispatcher.exclusive}: orphan recovery against the deliveries in flight."""
+
+    def test_waitsForTheGrabInProgress(self) -> None:
+        """When an action is asked for while a grab runs, it runs once that grab's deliveries
+        have started, and sees them in flight; no grab starts until it is done."""
+        h = Harness(max_workers=3)
+        h.push(count=5)
+        gate: Deferred[None] = Deferred()
+        h.store.hold_grab = gate
+        h.activate()
+        seen: list[list[tuple[int, int | None]]] = []
+        action_done: Deferred[int] = Deferred()
+
+        async def action(in_flight: Any) -> int:
+            seen.append(sorted(in_flight))
+            return await action_done
+
+        ran = h.dispatcher.exclusive(action)
+        self.assertEqual(seen, [])
+        h.store.hold_grab = None
+        gate.callback(None)
+        grabber = h.store.memory.grabber_id
+        self.assertEqual(seen, [[(1, grabber), (2, grabber), (3, grabber)]])
+        h.deliverer.finish(1)
+        run_turns(h.clock)
+        advance_to(h.clock, 1.0)
+        self.assertEqual(len(h.store.grabs), 1)  # a slot is free, but no grab meanwhile
+        action_done.callback(7)
+        self.assertEqual(self.successResultOf(ran), 7)
+        run_turns(h.clock)
+        self.assertEqual(len(h.store.grabs), 2)
+        self.assertEqual(sorted(h.deliverer.pending), [2, 3, 4])
+
+    def test_outcomeWritesAreInFlight(self) -> None:
+        """When a delivery has ended but its outcome is not written yet, it is in flight."""
+        h = Harness(max_workers=2)
+        h.push(count=2)
+        h.activate()
+        h.store.fail_complete = 1
+        h.deliverer.finish(1)
+        run_turns(h.clock)
+        grabber = h.store.memory.grabber_id
+        self.assertEqual(sorted(h.dispatcher.in_flight()), [(1, grabber), (2, grabber)])
+        advance_to(h.clock, 0.2)
+        self.assertEqual(h.dispatcher.in_flight(), [(2, grabber)])
+
+
 class QueueManagerWiringTests(DispatcherTestCase):
     """The dispatcher as L{QueueManager} runs it."""
 
@@ -1173,8 +1247,9 @@ class QueueManagerWiringTests(DispatcherTestCase):
         self.store = SpyStore(self.clock)
         self.deliverer = FakeDeliverer(self.clock)
         self.writer = LineWriter(self.clock, "", io.BytesIO())
+        self.ownership = QueueOwnership(MemoryLocks(self.store), self.clock)  # type: ignore[arg-type]
         self.manager = QueueManager(
-            clock=self.clock, store=self.store, activator=LocalActivator(),
+            clock=self.clock, store=self.store, ownership=self.ownership,
             deliverer=self.deliverer,
             queue_log=QueueLog(self.writer, self.clock, "fireworq.queue", "info"),
             defaults=QueueDefaults(polling_interval=200, max_workers=2, default_queue=""),
@@ -1188,6 +1263,7 @@ class QueueManagerWiringTests(DispatcherTestCase):
             pending.callback(SUCCESS)
         run_turns(self.clock)
         self.successResultOf(d)
+        self.successResultOf(self.ownership.stop())
         self.manager.close()
         self.writer.flush()
         self.assertEqual(self.clock.getDelayedCalls(), [])

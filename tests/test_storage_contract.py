@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 from contextlib import closing
-from typing import Any, cast
+from typing import Any, Collection, cast
 
 import attrs
 from twisted.internet import reactor
@@ -28,6 +28,7 @@ from fireworq.model import (
     Completion,
     CompletionKind,
     FailedOrder,
+    InFlight,
     JobStatus,
     QueueDefinition,
     Routing,
@@ -192,26 +193,25 @@ class SqliteStoreContractTests(StoreContractMixin, TestCase):
 class _LockingMySQLStore(MySQLStore):
     """
     A L{MySQLStore} that takes the queue's lock around each grab and recovery, as the
-    activator would, and lets it go again, so that two stores can take turns.
+    cluster's mysql driver would, and lets it go again, so that two stores can take turns.
     """
 
     async def _locked(self, table: str, operation: Any) -> Any:
         name = lock_name(table, self.database, "database")
-        self.locks_by_table[table] = {name}
-        _, held = await self.check_locks([name])
-        assert held[name], "the test lock of %s is held elsewhere" % table
+        held = await self.session.check({name: table})
+        assert name in held, "the test lock of %s is held elsewhere" % table
         try:
             return await operation()
         finally:
-            await self.release_locks([name])
+            await self.session.release([name])
 
     async def grab(self, table: str, limit: int) -> Any:
         parent = super().grab
         return await self._locked(table, lambda: parent(table, limit))
 
-    async def recover(self, table: str) -> int:
+    async def recover(self, table: str, keep: Collection[InFlight] = ()) -> int:
         parent = super().recover
-        result: int = await self._locked(table, lambda: parent(table))
+        result: int = await self._locked(table, lambda: parent(table, keep))
         return result
 
 

@@ -23,7 +23,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 
 from fireworq import __version__, jsontext
 from fireworq.api import render, validate
-from fireworq.cluster import Activator
+from fireworq.cluster.ownership import QueueOwnership
 from fireworq.cursor import decode_cursor
 from fireworq.errors import InvalidInput, JobTooLarge, NotFound, StoreUnavailable
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -121,14 +121,14 @@ class FireworqAPI:
         clock: IReactorTime,
         store: Store,
         manager: QueueManager,
-        activator: Activator,
+        ownership: QueueOwnership,
         settings: dict[str, str],
         started_at: float,
     ) -> None:
         self._clock = clock
         self._store = store
         self._manager = manager
-        self._activator = activator
+        self._ownership = ownership
         self._settings = settings
         self._started_at = started_at
         self._store_counts = StoreCounts(store, clock, timeout=READINESS_TIMEOUT)
@@ -219,7 +219,7 @@ class FireworqAPI:
         dispatchers = self._manager.dispatchers
         names = sorted(dispatchers, key=lambda name: name.encode("utf-8", "surrogatepass"))
         return respond_json(
-            request, {name: render.queue_stats(dispatchers[name]) for name in names}
+            request, {name: render.queue_stats(dispatchers[name].snapshot()) for name in names}
         )
 
     @app.route("/queue/<queue_name>", methods=["GET"])
@@ -258,15 +258,22 @@ class FireworqAPI:
     @app.route("/queue/<queue_name>/node", methods=["GET"])
     async def node(self, request: IRequest, queue_name: str) -> bytes:
         self._known(queue_name)
-        node = await self._activator.node(queue_name)
+        node = await self._ownership.node(queue_name)
         if node is None:
             raise NotFound("No node is active for this queue")
-        return respond_json(request, {"id": node.id, "host": node.host})
+        answer: dict[str, Any] = {"id": node.id, "host": node.host}
+        status = self._ownership.status(queue_name)
+        if status is not None and status.error is not None:
+            # This node holds the lock but cannot take the queue over (yet): say why.
+            answer["state"] = status.state.value
+            answer["error"] = status.error
+        return respond_json(request, answer)
 
     @app.route("/queue/<queue_name>/stats", methods=["GET"])
     def queue_stats(self, request: IRequest, queue_name: str) -> bytes:
         self._known(queue_name)
-        return respond_json(request, render.queue_stats(self._manager.dispatchers[queue_name]))
+        return respond_json(
+            request, render.queue_stats(self._manager.dispatchers[queue_name].snapshot()))
 
     @app.route("/queue/<queue_name>/<any(grabbed,waiting,deferred):state>", methods=["GET"])
     async def jobs(self, request: IRequest, queue_name: str, state: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fireworq.cursor import encode_cursor
-from fireworq.dispatch.dispatcher import QueueDispatcher
+from fireworq.dispatch.stats import QueueSnapshot
 from fireworq.jsontext import reread_payload
 from fireworq.model import FailedJob, Job, Page, QueueDefinition, Routing
 from fireworq.times import format_ms
@@ -71,10 +71,7 @@ def failed_page(page: Page[FailedJob]) -> dict[str, Any]:
             "next_cursor": encode_cursor(page.next_cursor)}
 
 
-def queue_stats(dispatcher: QueueDispatcher) -> dict[str, Any]:
-    stats = dispatcher.stats
-    active = dispatcher.active
-    workers = dispatcher.definition.max_workers if active else 0
+def queue_stats(stats: QueueSnapshot) -> dict[str, Any]:
     return {
         "total_pushes": stats.total_pushes,
         "total_pops": stats.total_pops,
@@ -83,12 +80,12 @@ def queue_stats(dispatcher: QueueDispatcher) -> dict[str, Any]:
         "total_permanent_failures": stats.total_permanent_failures,
         "total_completes": stats.total_completes,
         "total_elapsed": stats.total_elapsed,
-        "pushes_per_second": stats.pushes.per_second(),
-        "pops_per_second": stats.pops.per_second(),
-        "outstanding_jobs": dispatcher.waiting_for_token,
-        "total_workers": workers,
-        "idle_workers": max(0, workers - dispatcher.busy) if active else 0,
-        "active_nodes": 1 if active else 0,
+        "pushes_per_second": stats.pushes_per_second,
+        "pops_per_second": stats.pops_per_second,
+        "outstanding_jobs": stats.outstanding_jobs,
+        "total_workers": stats.total_workers,
+        "idle_workers": stats.idle_workers,
+        "active_nodes": 1 if stats.active else 0,
     }
 
 

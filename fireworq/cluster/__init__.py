@@ -1,75 +1,54 @@
 """Which node dispatches which queue.
 
-An activator tells the queue manager, through its listener, when this node becomes or
-stops being the active node of a queue. ``local`` (in-memory driver): always this
-process. ``filelock`` (sqlite): the process holding the database file's dispatch lock.
-``mysql``: per queue, the session holding the queue's ``GET_LOCK``.
+``fireworq.cluster.ownership`` runs the life of every queue on this node (wait for its
+lock, recover its orphan jobs, dispatch, lose it) the same way on every driver. What differs
+between drivers is only how a queue's lock is held, which is the ``LockDriver`` seam:
+
+* ``memory`` (in-memory driver): a table of locks in this process; this node holds them all.
+* ``filelock`` (sqlite): one OS file lock beside the database file, for every queue at once.
+* ``mysql``: per queue, a ``GET_LOCK`` on this node's lock session.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Callable, Protocol
+from typing import Callable, Collection, Mapping, Protocol
 
-from twisted.internet.defer import Deferred, succeed
-
-from fireworq.model import Node
-
-#: Called with (queue name, active) whenever this node's role for a queue changes.
-ActivationListener = Callable[[str, bool], None]
+from fireworq.model import InFlight, Node
 
 
-class Activator(Protocol):
-    def start(self, listener: ActivationListener) -> None: ...
+class LockDriver(Protocol):
+    """How a driver holds the locks that make a node the active node of its queues."""
 
-    def watch(self, queue_name: str) -> None:
-        """Start competing for the queue."""
+    async def check(self, queues: Mapping[str, str]) -> set[str]:
+        """Keep the locks this node holds and try, without waiting, to take the others;
+        ``queues`` maps each watched queue name to its job table. The names of the queues
+        whose lock this node holds now. Raises when it cannot tell (the store is away)."""
         ...
 
-    def unwatch(self, queue_name: str) -> None:
-        """Stop dispatching the queue and give up its lock."""
+    async def release(self, queue_name: str) -> None:
+        """Give up one queue's lock (the queue was deleted), if the driver can."""
         ...
 
-    def is_active(self, queue_name: str) -> bool: ...
-
-    async def node(self, queue_name: str) -> Node | None:
-        """The queue's active node, ``None`` when no node is active."""
+    async def holder(self, queue_name: str) -> Node | None:
+        """The node holding the queue's lock, ``None`` when nobody does."""
         ...
 
-    def stop(self) -> Deferred[None]:
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when every lock this node held is gone at once (its session
+        ended), between two checks."""
+        ...
+
+    async def recover(self, table: str, keep: Collection[InFlight]) -> int:
+        """Set the table's grabbed jobs but ``keep`` back to ``claimed`` (while holding
+        its lock); the number set back."""
+        ...
+
+    async def close(self) -> None:
         """Give up every lock (after the dispatchers have finished)."""
         ...
 
 
 def this_process() -> Node:
     return Node(id=str(os.getpid()), host=socket.gethostname())
-
-
-class LocalActivator:
-    """The only node there is: active for every queue at once."""
-
-    def __init__(self) -> None:
-        self._listener: ActivationListener | None = None
-        self._queues: set[str] = set()
-
-    def start(self, listener: ActivationListener) -> None:
-        self._listener = listener
-
-    def watch(self, queue_name: str) -> None:
-        self._queues.add(queue_name)
-        if self._listener is not None:
-            self._listener(queue_name, True)
-
-    def unwatch(self, queue_name: str) -> None:
-        self._queues.discard(queue_name)
-
-    def is_active(self, queue_name: str) -> bool:
-        return queue_name in self._queues
-
-    async def node(self, queue_name: str) -> Node | None:
-        return this_process()
-
-    def stop(self) -> Deferred[None]:
-        self._queues.clear()
-        return succeed(None)

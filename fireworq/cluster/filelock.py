@@ -1,8 +1,10 @@
 """The sqlite driver's dispatch lock: an OS file lock beside the database file.
 
 Every process on the same database file serves the API; the one holding this lock
-dispatches every queue, the others retry every second (as MySQL backups do). The holder
-writes its pid and host name into the file for ``/queue/{q}/node``.
+dispatches every queue, the others try again at every check (each second), as MySQL backups
+do. The holder writes its pid and host name into the file for ``/queue/{q}/node``. A lock
+file that cannot be opened (a directory, no permission) is reported in the error log and
+tried again at every check: the process dispatches as soon as the problem is fixed.
 """
 
 from __future__ import annotations
@@ -10,97 +12,94 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+from typing import Callable, Collection, Mapping
 
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from fireworq.cluster import ActivationListener, this_process
-from fireworq.model import Node
+from fireworq.cluster import this_process
+from fireworq.model import InFlight, Node
+from fireworq.storage import JobStore
 
 log = Logger()
 
-RETRY_INTERVAL = 1.0
+#: ``os.open``'s shape; tests pass one that fails.
+Opener = Callable[[str, int, int], int]
 
 
-class FileLockActivator:
-    def __init__(self, lock_path: str, clock: IReactorTime) -> None:
-        self._path = lock_path
-        self._clock = clock
-        self._listener: ActivationListener | None = None
-        self._queues: set[str] = set()
+class FileLock:
+    """The ``LockDriver`` of the sqlite driver: one lock for every queue."""
+
+    def __init__(self, path: str, store: JobStore, opener: Opener = os.open) -> None:
+        self._path = path
+        self._store = store
+        self._open = opener
         self._fd: int | None = None
-        self._retry = LoopingCall(self._try_lock)
-        self._retry.clock = clock
+        self._reported: str | None = None  # the last failure logged, logged once
 
     @property
     def holding(self) -> bool:
         return self._fd is not None
 
-    def start(self, listener: ActivationListener) -> None:
-        self._listener = listener
-        self._retry.start(RETRY_INTERVAL, now=True).addErrback(
-            lambda f: log.failure("Dispatch lock retries stopped", f)
-        )
+    async def check(self, queues: Mapping[str, str]) -> set[str]:
+        if self._fd is None:
+            self._try_lock()
+        return set(queues) if self._fd is not None else set()
 
     def _try_lock(self) -> None:
-        if self._fd is not None:
+        try:
+            fd = self._open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            self._report(e)
             return
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(fd)
+            os.close(fd)  # another process dispatches
             return
-        except OSError:
+        except OSError as e:
             os.close(fd)
-            log.failure("Cannot take the dispatch lock {path}", path=self._path)
+            self._report(e)
             return
         self._fd = fd
+        self._reported = None
         os.ftruncate(fd, 0)
         os.pwrite(fd, ("%d\n%s\n" % (os.getpid(), socket.gethostname())).encode(), 0)
         log.info("This process now dispatches (holds {path})", path=self._path)
-        self._retry.stop()
-        for queue_name in sorted(self._queues):
-            self._notify(queue_name, True)
 
-    def _notify(self, queue_name: str, active: bool) -> None:
-        if self._listener is not None:
-            self._listener(queue_name, active)
+    def _report(self, error: OSError) -> None:
+        message = "%s: %s" % (type(error).__name__, error)
+        if message != self._reported:
+            self._reported = message
+            log.error("Cannot take the dispatch lock {path} ({error}); nothing is dispatched"
+                      " until it can be taken, tried again every second",
+                      path=self._path, error=message)
 
-    def watch(self, queue_name: str) -> None:
-        self._queues.add(queue_name)
-        if self._fd is not None:
-            self._notify(queue_name, True)
+    async def release(self, queue_name: str) -> None:
+        pass  # one lock for every queue: given up when the process stops
 
-    def unwatch(self, queue_name: str) -> None:
-        self._queues.discard(queue_name)
-
-    def is_active(self, queue_name: str) -> bool:
-        return self._fd is not None and queue_name in self._queues
-
-    async def node(self, queue_name: str) -> Node | None:
+    async def holder(self, queue_name: str) -> Node | None:
         if self._fd is not None:
             return this_process()
         return read_holder(self._path)
 
-    def stop(self) -> Deferred[None]:
-        if self._retry.running:
-            self._retry.stop()
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        pass  # a lock on an open file is never lost
+
+    async def recover(self, table: str, keep: Collection[InFlight]) -> int:
+        return await self._store.recover(table, keep)
+
+    async def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            for queue_name in sorted(self._queues):
-                self._notify(queue_name, False)
             os.close(fd)  # releases the lock; a waiting process takes over within a second
-        return succeed(None)
 
 
 def read_holder(path: str) -> Node | None:
-    """The process holding the lock at ``path``, or ``None`` when nobody holds it."""
+    """The process holding the lock at ``path``, or ``None`` when nobody holds it (or the
+    file cannot be read)."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:
         return None
     try:
         try:
@@ -109,6 +108,8 @@ def read_holder(path: str) -> Node | None:
             content = os.pread(fd, 4096, 0).decode("utf-8", "replace").split("\n")
             if len(content) >= 2 and content[0].isdigit():
                 return Node(id=content[0], host=content[1])
+            return None
+        except OSError:
             return None
         return None  # we could lock it: nobody holds it
     finally:

@@ -3,12 +3,13 @@
 It grabs only as many due jobs as it has free worker slots, delivers each, and writes the
 outcome. It looks for due jobs when woken (a push through this node, a slot freed after a
 full grab) and on its polling timer, the safety net for pushes made elsewhere and for
-delayed jobs.
+delayed jobs. Whether it may grab at all is decided by ``fireworq.cluster.ownership``
+(``set_owned``, ``set_active``); the API and ``/metrics`` read it through ``snapshot``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Coroutine, Protocol
+from typing import Any, Awaitable, Callable, Collection, Coroutine, Protocol, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -16,13 +17,14 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fireworq.dispatch.stats import QueueStats
+from fireworq.dispatch.stats import QueueSnapshot, QueueStats
 from fireworq.dispatch.throttle import TokenBucket
 from fireworq.errors import StoreUnavailable
 from fireworq.logs import QueueLog
 from fireworq.model import (
     Completion,
     CompletionKind,
+    InFlight,
     Job,
     QueueDefinition,
     ResultStatus,
@@ -31,10 +33,22 @@ from fireworq.model import (
 from fireworq.storage import JobStore
 
 log = Logger()
+T = TypeVar("T")
 
-# Completion writes are retried while the store is away: the slot stays taken meanwhile,
-# so a dead store also stops grabbing. After this the job is left to orphan recovery.
-COMPLETION_RETRY_DELAYS = (0.1, 0.2, 0.5, 1, 2, 3, 5, 5, 5, 5, 10, 10, 10, 10, 10)
+# Completion writes are retried while the store is away, the last delay over and over:
+# the slot stays taken meanwhile, so a dead store also stops grabbing.
+COMPLETION_RETRY_DELAYS = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+#: While this node holds the queue a write is never given up. Once it does not, it is given
+#: up this long after its first failure, and the job is left to the next active node's
+#: orphan recovery (writing it late does no harm: the write checks that the job is ours).
+UNOWNED_WRITE_PATIENCE = 60.0
+#: A write that keeps failing is logged at its first failure, then at most this often.
+WRITE_FAILURE_LOG_INTERVAL = 60.0
+
+
+def completion_retry_delay(failures: int) -> float:
+    """The wait after the ``failures``-th failed attempt at a completion write (1-based)."""
+    return COMPLETION_RETRY_DELAYS[min(failures, len(COMPLETION_RETRY_DELAYS)) - 1]
 
 
 class Deliverer(Protocol):
@@ -79,14 +93,17 @@ class QueueDispatcher:
         self._poll_start: IDelayedCall | None = None
         self._grab_call: IDelayedCall | None = None
         self._running = False
-        self.active = False
+        self._owned = False
+        self._active = False
         self._grabbing = False
         # The grab in progress, until it has started the deliveries of its jobs.
         self._grab_running: Deferred[None] | None = None
+        self._grab_waiters: list[Deferred[None]] = []
+        self._exclusive = 0  # actions of ``exclusive`` running: no grab meanwhile
         self._backlog = False
-        self.busy = 0
-        self.waiting_for_token = 0
-        self._in_flight: set[Deferred[None]] = set()
+        self._busy = 0
+        self._waiting_for_token = 0
+        self._in_flight: dict[Deferred[None], Job] = {}
         self._idle_waiters: list[Deferred[None]] = []
 
     @property
@@ -95,7 +112,14 @@ class QueueDispatcher:
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.definition.max_workers - self.busy)
+        return max(0, self.definition.max_workers - self._busy)
+
+    def snapshot(self) -> QueueSnapshot:
+        """The queue's stats and slots as of now."""
+        return self.stats.snapshot(
+            active=self._active, max_workers=self.definition.max_workers, busy=self._busy,
+            waiting_for_token=self._waiting_for_token,
+        )
 
     # Lifetime
 
@@ -203,11 +227,38 @@ class QueueDispatcher:
             self._bucket.release_all()
             self._bucket = None
 
+    def set_owned(self, owned: bool) -> None:
+        """Whether this node holds the queue's lock: completion writes are retried for as
+        long as it does."""
+        self._owned = owned
+
     def set_active(self, active: bool) -> None:
         """Whether this node dispatches the queue; losing it stops grabbing at once."""
-        self.active = active
+        self._active = active
         if active:
             self.wake()
+
+    def in_flight(self) -> list[InFlight]:
+        """The deliveries running (or waiting for a token, or for their outcome's write)."""
+        return [(job.id, job.grabber_id) for job in self._in_flight.values()]
+
+    def exclusive(self, action: Callable[[Collection[InFlight]], Awaitable[T]]) -> Deferred[T]:
+        """Run ``action(the deliveries in flight)`` while no grab runs, and grab only once
+        it is done: orphan recovery must not set back the jobs of a grab whose deliveries
+        have not started yet."""
+        return Deferred.fromCoroutine(self._run_exclusive(action))
+
+    async def _run_exclusive(self, action: Callable[[Collection[InFlight]], Awaitable[T]]) -> T:
+        self._exclusive += 1
+        try:
+            while self._grab_running is not None:
+                ended: Deferred[None] = Deferred()
+                self._grab_waiters.append(ended)
+                await ended
+            return await action(self.in_flight())
+        finally:
+            self._exclusive -= 1
+            self._schedule_grab()
 
     # Grabbing
 
@@ -217,7 +268,8 @@ class QueueDispatcher:
         self._schedule_grab()
 
     def _can_grab(self) -> bool:
-        return self._running and self.active and not self._grabbing and self.free_slots > 0
+        return (self._running and self._active and not self._grabbing and not self._exclusive
+                and self.free_slots > 0)
 
     def _schedule_grab(self) -> None:
         # Wake-ups of one reactor turn (several pushes, several finished jobs) make one grab.
@@ -239,6 +291,9 @@ class QueueDispatcher:
     def _grab_ended(self, _: object, grabbing: Deferred[None]) -> None:
         if self._grab_running is grabbing:
             self._grab_running = None
+            waiters, self._grab_waiters = self._grab_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
         self._check_idle()
 
     async def _grab(self) -> None:
@@ -292,9 +347,9 @@ class QueueDispatcher:
     # Delivering
 
     def _start_job(self, job: Job) -> None:
-        self.busy += 1
+        self._busy += 1
         running = Deferred.fromCoroutine(self._run_job(job))
-        self._in_flight.add(running)
+        self._in_flight[running] = job
         running.addErrback(self._job_failed, job)
         running.addBoth(self._job_ended, running)
 
@@ -304,18 +359,18 @@ class QueueDispatcher:
                         queue=self.definition.name)
 
     def _job_ended(self, _: object, running: Deferred[None]) -> None:
-        self._in_flight.discard(running)
-        self.busy -= 1
+        self._in_flight.pop(running, None)
+        self._busy -= 1
         self._schedule_grab()
         self._check_idle()
 
     async def _run_job(self, job: Job) -> None:
         if self._bucket is not None:
-            self.waiting_for_token += 1
+            self._waiting_for_token += 1
             try:
                 await self._bucket.take()
             finally:
-                self.waiting_for_token -= 1
+                self._waiting_for_token -= 1
         started = self._clock.seconds()
         result = await self._deliverer.deliver(job)
         finished = self._clock.seconds()
@@ -347,18 +402,30 @@ class QueueDispatcher:
         self._queue_log.complete(queue, job, kind is CompletionKind.SUCCESS, result.message)
 
     async def _write(self, completion: Completion) -> None:
-        for delay in (*COMPLETION_RETRY_DELAYS, None):
+        failures = 0
+        first_failure = logged = 0.0
+        while True:
             try:
                 await self._write_completion(completion)
                 return
             except StoreUnavailable as e:
-                if delay is None:
+                now = self._clock.seconds()
+                if not failures:
+                    first_failure = now
+                failures += 1
+                if not self._owned and now - first_failure >= UNOWNED_WRITE_PATIENCE:
                     log.error(
                         "Giving up writing the outcome of job {id} of queue {queue}: {reason};"
-                        " it stays grabbed until recovered", id=completion.job.id,
+                        " this node no longer holds the queue, and the job stays grabbed until"
+                        " the queue's next active node recovers it", id=completion.job.id,
                         queue=self.definition.name, reason=e.reason,
                     )
                     return
-                log.warn("Cannot write the outcome of job {id} of queue {queue}: {reason}",
-                         id=completion.job.id, queue=self.definition.name, reason=e.reason)
+                delay = completion_retry_delay(failures)
+                if failures == 1 or now - logged >= WRITE_FAILURE_LOG_INTERVAL:
+                    logged = now
+                    log.warn("Cannot write the outcome of job {id} of queue {queue}: {reason};"
+                             " trying again (failed {failures} time(s) so far)",
+                             id=completion.job.id, queue=self.definition.name,
+                             reason=e.reason, failures=failures)
                 await deferLater(self._clock, delay, lambda: None)

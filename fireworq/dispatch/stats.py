@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 from typing import Sequence
 
+import attrs
 from twisted.internet.interfaces import IReactorTime
 
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -43,6 +44,15 @@ class RateWindow:
         )
 
 
+@attrs.frozen
+class HistogramSnapshot:
+    """A histogram at one moment: (upper bound label, cumulative count) pairs ending with
+    ``+Inf``, and the sum of the values observed."""
+
+    buckets: tuple[tuple[str, int], ...]
+    total: float
+
+
 class Histogram:
     """Cumulative-bucket histogram in Prometheus' shape, without its global registry."""
 
@@ -66,6 +76,37 @@ class Histogram:
     @property
     def count(self) -> int:
         return sum(self._counts)
+
+    def snapshot(self) -> HistogramSnapshot:
+        return HistogramSnapshot(tuple(self.cumulative()), self.total)
+
+
+@attrs.frozen
+class QueueSnapshot:
+    """One queue's figures on this node at one moment, read-only: the stats of API.md
+    section 4 and what ``/metrics`` shows."""
+
+    total_pushes: int
+    total_pops: int
+    total_successes: int
+    total_failures: int
+    total_permanent_failures: int
+    total_completes: int
+    total_elapsed: int
+    worker_failure_outcomes: int
+    pushes_per_second: int
+    pops_per_second: int
+    #: Grabbed jobs waiting for a throttle token.
+    outstanding_jobs: int
+    #: Worker slots taken: deliveries, throttle waits and outcome writes in progress.
+    busy: int
+    #: Whether this node is the queue's active node.
+    active: bool
+    #: ``max_workers`` on the active node, else 0.
+    total_workers: int
+    idle_workers: int
+    delivery_seconds: HistogramSnapshot
+    latency_seconds: HistogramSnapshot
 
 
 class QueueStats:
@@ -92,3 +133,28 @@ class QueueStats:
     def popped(self, count: int) -> None:
         self.total_pops += count
         self.pops.add(count)
+
+    def snapshot(
+        self, *, active: bool, max_workers: int, busy: int, waiting_for_token: int
+    ) -> QueueSnapshot:
+        """These counters with the dispatcher's slots (given by the dispatcher)."""
+        total_workers = max_workers if active else 0
+        return QueueSnapshot(
+            total_pushes=self.total_pushes,
+            total_pops=self.total_pops,
+            total_successes=self.total_successes,
+            total_failures=self.total_failures,
+            total_permanent_failures=self.total_permanent_failures,
+            total_completes=self.total_completes,
+            total_elapsed=self.total_elapsed,
+            worker_failure_outcomes=self.worker_failure_outcomes,
+            pushes_per_second=self.pushes.per_second(),
+            pops_per_second=self.pops.per_second(),
+            outstanding_jobs=waiting_for_token,
+            busy=busy,
+            active=active,
+            total_workers=total_workers,
+            idle_workers=max(0, total_workers - busy),
+            delivery_seconds=self.delivery_seconds.snapshot(),
+            latency_seconds=self.latency_seconds.snapshot(),
+        )

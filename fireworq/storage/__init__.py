@@ -7,7 +7,7 @@ same part share their jobs, as they do in a Fireworq database.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, TypeVar
+from typing import Collection, Protocol, Sequence, TypeVar
 
 from fireworq.errors import NotStored
 from fireworq.model import (
@@ -15,6 +15,7 @@ from fireworq.model import (
     Cursor,
     FailedJob,
     FailedOrder,
+    InFlight,
     Job,
     JobState,
     NewJob,
@@ -112,8 +113,13 @@ class JobStore(Protocol):
         """Write the outcomes of attempts, each guarded by its grabber, in one transaction."""
         ...
 
-    async def recover(self, table: str) -> int:
-        """Set jobs grabbed by anyone but this node's current grabber back to ``claimed``."""
+    async def recover(self, table: str, keep: Collection[InFlight] = ()) -> int:
+        """Set the table's grabbed jobs back to ``claimed`` (keeping their ``next_try`` and
+        counters), except the deliveries in flight on this node given in ``keep``; the
+        number set back. Only the queue's active node calls it: at activation (orphans of a
+        node that died or lost the queue) and now and then while active (jobs of its own
+        whose outcome was never written). ``mysql``: only while this session holds one of
+        the table's locks, checked in the statement."""
         ...
 
     async def list_jobs(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Collection, Iterable, Sequence, TypeVar
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -20,6 +20,7 @@ from fireworq.model import (
     Cursor,
     FailedJob,
     FailedOrder,
+    InFlight,
     Job,
     JobState,
     JobStatus,
@@ -233,11 +234,12 @@ class MemoryStore:
                 table.next_failure_id += 1
                 table.failures[failure.id] = failure
 
-    async def recover(self, table_name: str) -> int:
+    async def recover(self, table_name: str, keep: Collection[InFlight] = ()) -> int:
         table = self._table(table_name)
+        kept = set(keep)
         recovered = 0
         for job in list(table.jobs.values()):
-            if job.status is JobStatus.GRABBED and job.grabber_id != self.grabber_id:
+            if job.status is JobStatus.GRABBED and (job.id, job.grabber_id) not in kept:
                 claimed = attrs.evolve(job, status=JobStatus.CLAIMED, grabber_id=None)
                 table.jobs[job.id] = claimed
                 heapq.heappush(table.due_heap, (claimed.next_try, claimed.id))

@@ -1,10 +1,10 @@
 """The ``mysql`` driver: Fireworq 1.5's schema on MySQL 5.7+/8 or MariaDB 10.6+.
 
-Three adbapi pools: the repository (definitions), the queue database (pushes, completion
-writes, inspection) and one dedicated connection per node for grabbing and for the queue
-locks. Its connection id marks the jobs it grabs, exactly as Fireworq's does, and every
-grab checks in the same statement that this session still holds the queue's lock, so a
-node that lost its lock (or its session) can never grab.
+Two adbapi pools, the repository (definitions) and the queue database (pushes, completion
+writes, inspection), and the node's ``LockSession``: one dedicated connection for the queue
+locks and the grabs they guard. Its connection id marks the jobs it grabs, exactly as
+Fireworq's does, and every grab checks in the same statement that this session still holds
+the queue's lock, so a node that lost its lock (or its session) can never grab.
 
 Times are the database clock in ms. All SQL of the dialect is in this module.
 """
@@ -12,12 +12,15 @@ Times are the database clock in ms. All SQL of the dialect is in this module.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
-from typing import Any, Callable, Sequence, TypeVar
+import secrets
+from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
 
 import attrs
 import pymysql
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from fireworq.dsn import MySQLDSN
 from fireworq.errors import JobTooLarge, NotStored, OutcomeUnknown, StoreUnavailable
@@ -26,6 +29,7 @@ from fireworq.model import (
     Cursor,
     FailedJob,
     FailedOrder,
+    InFlight,
     Job,
     JobState,
     NewJob,
@@ -49,6 +53,7 @@ from fireworq.storage.sqlcommon import (
     JOB_COLUMNS,
     bounded_counts,
     encode_result,
+    except_in_flight,
     failed_from_row,
     failure_table,
     group_completions,
@@ -61,6 +66,8 @@ from fireworq.storage.sqlcommon import (
 
 Txn = Any  # a PyMySQL cursor
 T = TypeVar("T")
+
+log = Logger()
 
 NOW_MS = "FLOOR(UNIX_TIMESTAMP(NOW(3)) * 1000)"
 MAX_LOCK_NAME = 64
@@ -172,28 +179,25 @@ class MySQLStore:
                                                         queue.socket_path, queue.database)
         self.repository: MySQLPool | None = None
         self.jobs: MySQLPool | None = None
-        self.grabber: MySQLPool | None = None
-        #: CONNECTION_ID() of the grab connection; written by the pool thread on connect.
-        self.grab_connection_id: int | None = None
+        #: The node's lock-and-grab connection; the cluster's ``mysql`` driver uses it.
+        self.session = LockSession(queue, reactor, jobs=lambda: self._pools()[1],
+                                   before=self._before)
         self._prepared: set[str] = set()
-        #: Lock names guarding grabs and recovery, per job table (set by the activator).
-        self.locks_by_table: dict[str, set[str]] = {}
         self.skip_locked = True
-        #: Called when the grab connection failed (set by the activator).
-        self.grab_connection_lost: Callable[[], None] | None = None
 
     @property
     def database(self) -> str:
         return self._queue_dsn.database
 
-    def _record_grab_connection(self, connection: Any) -> None:
-        # thread_id() is the server's CONNECTION_ID(), known from the handshake.
-        self.grab_connection_id = int(connection.thread_id())
+    @property
+    def grab_connection_id(self) -> int | None:
+        """``CONNECTION_ID()`` of the grab connection: the grabber id of its grabs."""
+        return self.session.connection_id
 
-    def _pools(self) -> tuple[MySQLPool, MySQLPool, MySQLPool]:
-        if self.repository is None or self.jobs is None or self.grabber is None:
+    def _pools(self) -> tuple[MySQLPool, MySQLPool]:
+        if self.repository is None or self.jobs is None:
             raise StoreUnavailable("store is closed")
-        return self.repository, self.jobs, self.grabber
+        return self.repository, self.jobs
 
     async def open(self) -> None:
         self.jobs = MySQLPool(self._queue_dsn, self._reactor, size=self._pool_size,
@@ -204,22 +208,20 @@ class MySQLStore:
             MySQLPool(self._repository_dsn, self._reactor, size=2,
                       io_timeout=DEFAULT_IO_TIMEOUT, before=self._before)
         )
-        self.grabber = MySQLPool(self._queue_dsn, self._reactor, size=1,
-                                 io_timeout=LOCK_IO_TIMEOUT,
-                                 on_connect=self._record_grab_connection, before=self._before,
-                                 implicit_transactions=True)
+        self.session.open()
         await self.repository.run("create schema", _create_repository)
         self.skip_locked = await self.jobs.run(
             "read settings", _server_features, transaction=False)
 
     async def close(self) -> None:
-        pools = {id(p): p for p in (self.grabber, self.jobs, self.repository) if p is not None}
-        self.grabber = self.jobs = self.repository = None
+        self.session.close()
+        pools = {id(p): p for p in (self.jobs, self.repository) if p is not None}
+        self.jobs = self.repository = None
         for pool in pools.values():
             pool.close()
 
     async def ping(self) -> None:
-        repository, jobs, _ = self._pools()
+        repository, jobs = self._pools()
         await repository.run("ping", _ping, transaction=False)
         if jobs is not repository:
             await jobs.run("ping", _ping, transaction=False)
@@ -287,27 +289,11 @@ class MySQLStore:
     async def due_tables(self, tables: Sequence[str]) -> set[str]:
         return await self._pools()[1].run("due check", _due_tables, tables, transaction=False)
 
-    def _locks_of(self, table: str) -> list[str]:
-        return sorted(self.locks_by_table.get(table, ()))
-
-    async def _on_grab_connection(self, description: str, function: Callable[..., T],
-                                  *args: Any, transaction: bool = True) -> T:
-        try:
-            return await self._pools()[2].run(description, function, *args,
-                                              transaction=transaction)
-        except StoreUnavailable as e:
-            # The locks lived on that connection: nothing may be grabbed until re-checked.
-            cause = e.__cause__
-            if cause is not None and is_connection_error(cause) and self.grab_connection_lost:
-                self.grab_connection_lost()
-            raise
-
     async def grab(self, table: str, limit: int) -> list[Job]:
-        locks = self._locks_of(table)
+        locks = self.session.guards(table)
         if not locks:
             return []
-        return await self._on_grab_connection("grab", _grab, table, limit, locks,
-                                              self.skip_locked)
+        return await self.session.run("grab", _grab, table, limit, locks, self.skip_locked)
 
     async def complete(self, completions: Sequence[Completion]) -> None:
         deletes, retries, failures = group_completions(completions)
@@ -315,12 +301,12 @@ class MySQLStore:
         single = not failures and len(deletes) + len(retries) == 1
         await self._pools()[1].run("complete", _complete, completions, transaction=not single)
 
-    async def recover(self, table: str) -> int:
-        locks = self._locks_of(table)
+    async def recover(self, table: str, keep: Collection[InFlight] = ()) -> int:
+        locks = self.session.guards(table)
         if not locks:
             return 0
-        return await self._on_grab_connection("recover", _recover, table, locks,
-                                              transaction=False)
+        return await self.session.run("recover", _recover, table, locks, keep,
+                                      transaction=False)
 
     async def list_jobs(
         self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
@@ -354,23 +340,133 @@ class MySQLStore:
         return await self._pools()[1].run("count jobs", _counts, tables, limit,
                                           transaction=False)
 
-    # Locks (used by the activator, on the grab connection)
 
-    async def check_locks(self, names: Sequence[str]) -> tuple[int, dict[str, bool]]:
-        """Keep or take each lock: (this session's id, whether it now holds each)."""
-        return await self._pools()[2].run("check locks", _check_locks, names, transaction=False)
+class LockSession:
+    """This node's session for the queue locks (API.md 5.4) and the grabs they guard.
 
-    async def release_locks(self, names: Sequence[str]) -> None:
+    ``GET_LOCK`` belongs to a session, so one dedicated connection holds every queue lock of
+    the node, grabs (each checks the lock in its own statement) and recovers orphans.
+
+    Every new connection first takes a lock of its own, ``fireworq_session(<token>.<n>)``,
+    with a token random per process: only this node knows the name. When the connection is
+    replaced (it broke, or timed out) the old session may live on in the server, half-open,
+    holding its queue locks until ``wait_timeout``; it is ended with ``KILL`` only when
+    ``IS_USED_LOCK`` of its own lock name is its id. Connection ids restart with the server
+    and are reused: killing by id alone could end another node's session, which would then
+    lose its queues and, reconnecting, kill a third node's session in turn.
+    """
+
+    def __init__(self, dsn: MySQLDSN, reactor: Any, *, jobs: Callable[[], MySQLPool],
+                 before: Callable[[Any], None] | None = None, token: str | None = None) -> None:
+        self._dsn = dsn
+        self._reactor = reactor
+        self._jobs = jobs
+        self._before = before
+        self._token = token or secrets.token_hex(8)
+        self._sequence = itertools.count(1)
+        self._pool: MySQLPool | None = None
+        #: Every connection opened and not known to be over: id -> its own lock's name.
+        #: Written by the pool thread as it connects.
+        self._proofs: dict[int, str] = {}
+        #: CONNECTION_ID() of the newest connection (written by the pool thread).
+        self.connection_id: int | None = None
+        self._checked: int | None = None  # the session the last check ran on
+        self._guards: dict[str, list[str]] = {}  # job table -> the lock names guarding it
+        self._lost: list[Callable[[], None]] = []
+
+    def open(self) -> None:
+        self._pool = MySQLPool(self._dsn, self._reactor, size=1, io_timeout=LOCK_IO_TIMEOUT,
+                               on_connect=self._connected, before=self._before,
+                               implicit_transactions=True)
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _connected(self, connection: Any) -> None:
+        # In the pool thread, before the connection's first use. thread_id() is the
+        # server's CONNECTION_ID(), known from the handshake.
+        proof = "fireworq_session(%s.%d)" % (self._token, next(self._sequence))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT GET_LOCK(%s, 0)", (proof,))
+            cursor.fetchall()
+        connection.commit()
+        connection_id = int(connection.thread_id())
+        self._proofs[connection_id] = proof
+        self.connection_id = connection_id
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the session and the locks it held are gone."""
+        self._lost.append(callback)
+
+    def _connection_lost(self) -> None:
+        for callback in list(self._lost):
+            callback()
+
+    def guards(self, table: str) -> list[str]:
+        """The lock names that let this session grab from (and recover) a job table."""
+        return self._guards.get(table, [])
+
+    async def run(self, description: str, function: Callable[..., T], *args: Any,
+                  transaction: bool = True) -> T:
+        """``function(cursor, *args)`` on the session's connection."""
+        if self._pool is None:
+            raise StoreUnavailable("store is closed")
+        try:
+            return await self._pool.run(description, function, *args, transaction=transaction)
+        except StoreUnavailable as e:
+            # The locks lived on that connection: nothing may be grabbed until re-checked.
+            if e.__cause__ is not None and is_connection_error(e.__cause__):
+                self._connection_lost()
+            raise
+
+    async def check(self, wanted: Mapping[str, str]) -> set[str]:
+        """Keep the locks held, try (without waiting) the others, in one statement;
+        ``wanted`` maps each lock name to the job table it guards. The names held now."""
+        guards: dict[str, list[str]] = {}
+        for name, table in wanted.items():
+            guards.setdefault(table, []).append(name)
+        self._guards = {table: sorted(names) for table, names in guards.items()}
+        names = sorted(wanted)
+        connection_id, held = await self.run("check locks", _check_locks, names,
+                                             transaction=False)
+        if self._checked is not None and connection_id != self._checked:
+            # Replaced: the locks died with the old session, or stay with it (half-open)
+            # until it is ended below.
+            self._connection_lost()
+        self._checked = connection_id
+        await self._end_old_sessions(connection_id)
+        return {name for name in names if held[name]}
+
+    async def _end_old_sessions(self, current: int) -> None:
+        newest = self.connection_id
+        for connection_id, proof in sorted(self._proofs.items()):
+            if connection_id in (current, newest):
+                continue
+            try:
+                ended = await self._jobs().run("end old session", _end_session_if_ours,
+                                               connection_id, proof, transaction=False)
+            except StoreUnavailable as e:
+                log.debug("Old session {id} not ended yet: {reason}", id=connection_id,
+                          reason=e.reason)
+                return  # again at the next check
+            del self._proofs[connection_id]
+            if ended:
+                log.info("Ended this node's previous lock session {id}, which was still"
+                         " holding its locks", id=connection_id)
+
+    async def release(self, names: Sequence[str]) -> None:
+        released = set(names)
+        self._guards = {table: [n for n in guarded if n not in released]
+                        for table, guarded in self._guards.items()}
         if names:
-            await self._pools()[2].run("release locks", _release_locks, names, transaction=False)
+            await self.run("release locks", _release_locks, names, transaction=False)
 
-    async def kill_session(self, connection_id: int) -> None:
-        await self._pools()[1].run("end old session", _kill, connection_id, transaction=False)
-
-    async def lock_holder(self, name: str) -> tuple[str, str] | None:
+    async def holder(self, name: str) -> tuple[str, str] | None:
         """(connection id, client host) of the session holding a lock, if visible."""
-        return await self._pools()[1].run("find lock holder", _lock_holder, name,
-                                          transaction=False)
+        return await self._jobs().run("find lock holder", _lock_holder, name,
+                                      transaction=False)
 
 
 # Transactions: plain functions on a cursor, run in a pool thread.
@@ -711,11 +807,10 @@ def _complete(txn: Txn, completions: Sequence[Completion]) -> None:
         )
 
 
-def _recover(txn: Txn, part: str, locks: Sequence[str]) -> int:
+def _recover(txn: Txn, part: str, locks: Sequence[str], keep: Collection[InFlight]) -> int:
     txn.execute(
-        "UPDATE %s SET status = 'claimed', grabber_id = NULL WHERE %s AND status = 'grabbed'"
-        " AND (grabber_id IS NULL OR grabber_id <> CONNECTION_ID())"
-        % (job_table(part), _holds_any(locks)),
+        "UPDATE %s SET status = 'claimed', grabber_id = NULL WHERE %s AND status = 'grabbed'%s"
+        % (job_table(part), _holds_any(locks), except_in_flight(keep, "<=>")),
         tuple(locks),
     )
     return int(txn.rowcount)
@@ -804,8 +899,18 @@ def _release_locks(txn: Txn, names: Sequence[str]) -> None:
     txn.fetchall()
 
 
-def _kill(txn: Txn, connection_id: int) -> None:
-    txn.execute("KILL CONNECTION %d" % connection_id)
+def _end_session_if_ours(txn: Txn, connection_id: int, proof: str) -> bool:
+    txn.execute("SELECT IS_USED_LOCK(%s)", (proof,))
+    (holder,) = txn.fetchone()
+    if holder is None or int(holder) != connection_id:
+        return False  # gone, its lock with it; whoever has that id now is not ours
+    try:
+        txn.execute("KILL CONNECTION %d" % connection_id)
+    except pymysql.err.OperationalError as error:
+        if error.args and error.args[0] == 1094:  # Unknown thread id: it ended meanwhile
+            return False
+        raise
+    return True
 
 
 def _lock_holder(txn: Txn, name: str) -> tuple[str, str] | None:

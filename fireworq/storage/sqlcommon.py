@@ -6,7 +6,7 @@ The SQL text itself lives with each dialect (``sqlite.py``, ``mysql.py``).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from fireworq import jsontext
 from fireworq.model import (
@@ -14,6 +14,7 @@ from fireworq.model import (
     CompletionKind,
     Cursor,
     FailedJob,
+    InFlight,
     Job,
     JobState,
     JobStatus,
@@ -155,3 +156,19 @@ def group_completions(
         else:
             failures.append(completion)
     return deletes, retries, failures
+
+
+def except_in_flight(keep: Collection[InFlight], null_safe_equal: str) -> str:
+    """``AND`` conditions that leave out the rows of the deliveries in flight, for orphan
+    recovery; ``null_safe_equal`` is the dialect's ``IS NOT DISTINCT FROM`` (``IS``,
+    ``<=>``). Ids and grabbers are integers, written as literals: a node can have
+    thousands in flight, more than some servers allow parameters."""
+    by_grabber: dict[int | None, list[int]] = {}
+    for job_id, grabber_id in keep:
+        by_grabber.setdefault(grabber_id, []).append(int(job_id))
+    return "".join(
+        " AND NOT (grabber_id %s %s AND job_id IN (%s))"
+        % (null_safe_equal, "NULL" if grabber is None else "%d" % grabber,
+           ",".join("%d" % job_id for job_id in sorted(ids)))
+        for grabber, ids in sorted(by_grabber.items(), key=lambda item: item[0] or 0)
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Collection, Sequence, TypeVar
 
 from twisted.enterprise import adbapi
 from twisted.internet.interfaces import IReactorCore, IReactorTime
@@ -21,6 +21,7 @@ from fireworq.model import (
     Cursor,
     FailedJob,
     FailedOrder,
+    InFlight,
     Job,
     JobState,
     NewJob,
@@ -38,6 +39,7 @@ from fireworq.storage.sqlcommon import (
     JOB_COLUMNS,
     bounded_counts,
     encode_result,
+    except_in_flight,
     failed_from_row,
     failure_table,
     group_completions,
@@ -193,8 +195,8 @@ class SqliteStore:
     async def complete(self, completions: Sequence[Completion]) -> None:
         await self._run("complete", _complete, completions, self._now())
 
-    async def recover(self, table: str) -> int:
-        return await self._run("recover", _recover, table, self.grabber_id)
+    async def recover(self, table: str, keep: Collection[InFlight] = ()) -> int:
+        return await self._run("recover", _recover, table, keep)
 
     async def list_jobs(
         self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
@@ -449,12 +451,11 @@ def _complete(txn: Cursor_, completions: Sequence[Completion], now: int) -> None
         )
 
 
-def _recover(txn: Cursor_, part: str, grabber_id: int) -> int:
+def _recover(txn: Cursor_, part: str, keep: Collection[InFlight]) -> int:
     txn.execute("BEGIN IMMEDIATE")
     txn.execute(
-        "UPDATE %s SET status = 'claimed', grabber_id = NULL WHERE status = 'grabbed'"
-        " AND (grabber_id IS NULL OR grabber_id != ?)" % job_table(part),
-        (grabber_id,),
+        "UPDATE %s SET status = 'claimed', grabber_id = NULL WHERE status = 'grabbed'%s"
+        % (job_table(part), except_in_flight(keep, "IS"))
     )
     return int(txn.rowcount)
 
