@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Collection, Mapping
 from clocks import GuardedClock
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from fireworq.cluster.memory import LockTable, MemoryLocks
@@ -51,10 +51,10 @@ class FlakyStore(MemoryStore):
         self.fail_recover = 0
         self.recover_bug = False
         self.recover_times: list[float] = []
-        self._clock_ = clock
+        self.clock = clock
 
     async def recover(self, table_name: str, keep: Collection[InFlight] = ()) -> int:
-        self.recover_times.append(self._clock_.seconds())
+        self.recover_times.append(self.clock.seconds())
         if self.fail_recover:
             self.fail_recover -= 1
             if self.recover_bug:
@@ -164,8 +164,6 @@ class StateMachineTests(SynchronousTestCase):
         self.cluster.stop()
 
     def messages(self, level: LogLevel) -> list[str]:
-        from twisted.logger import formatEvent
-
         return [formatEvent(e) for e in self.log if e["log_level"] is level]
 
     def test_takeOver(self) -> None:
