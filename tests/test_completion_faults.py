@@ -12,7 +12,7 @@ write fails:
 
 Timers run on a L{Clock}; the sqlite and mysql stores do their work in their own threads (the
 MySQL clock follows the test clock through ``session_clock``), so L{Drive} waits for every
-store call in progress before it moves the clock on.
+store and lock call in progress before it moves the clock on.
 """
 
 from __future__ import annotations
@@ -50,38 +50,60 @@ START = 1_732_790_400.0
 SUCCESS = WorkerResult("success", 200, "ok")
 
 
-class FaultyStore:
-    """A store whose ``complete`` fails ``unavailable`` times with ``StoreUnavailable``, then
-    ``broken`` times with an unexpected error; it counts the calls in progress."""
+class Calls:
+    """The store and lock calls in progress (they run in other threads)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self) -> None:
         self.in_progress = 0
-        self.unavailable = 0
-        self.broken = 0
-        self.completes = 0
+
+
+class Counted:
+    """``target`` with the calls of its coroutine methods counted in ``calls``."""
+
+    def __init__(self, target: Any, calls: Calls) -> None:
+        self.target = target
+        self.calls = calls
+
+    def before(self, name: str) -> None:
+        """Called as each call begins; may raise to fail it."""
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(self.store, name)
+        method = getattr(self.target, name)
         if not inspect.iscoroutinefunction(method):
             return method
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            self.in_progress += 1
+            self.calls.in_progress += 1
             try:
-                if name == "complete":
-                    self.completes += 1
-                    if self.unavailable:
-                        self.unavailable -= 1
-                        raise StoreUnavailable("complete: connection refused")
-                    if self.broken:
-                        self.broken -= 1
-                        raise RuntimeError("bug in the completion write")
+                self.before(name)
                 return await method(*args, **kwargs)
             finally:
-                self.in_progress -= 1
+                self.calls.in_progress -= 1
 
         return call
+
+
+class FaultyStore(Counted):
+    """A store whose ``complete`` fails ``unavailable`` times with ``StoreUnavailable``, then
+    ``broken`` times with an unexpected error."""
+
+    def __init__(self, store: Store, calls: Calls) -> None:
+        super().__init__(store, calls)
+        self.store = store
+        self.unavailable = 0
+        self.broken = 0
+        self.completes = 0
+
+    def before(self, name: str) -> None:
+        if name != "complete":
+            return
+        self.completes += 1
+        if self.unavailable:
+            self.unavailable -= 1
+            raise StoreUnavailable("complete: connection refused")
+        if self.broken:
+            self.broken -= 1
+            raise RuntimeError("bug in the completion write")
 
 
 class Deliverer:
@@ -96,16 +118,16 @@ class Deliverer:
 class Drive:
     """Move a L{Clock} on while the real reactor runs the stores' threads."""
 
-    def __init__(self, clock: Clock, store: FaultyStore) -> None:
+    def __init__(self, clock: Clock, calls: Calls) -> None:
         self.clock = clock
-        self.store = store
+        self.calls = calls
 
     async def settle(self) -> None:
         while True:
-            while self.store.in_progress:
+            while self.calls.in_progress:
                 await deferLater(reactor, 0.001, lambda: None)
             await deferLater(reactor, 0, lambda: None)
-            if not self.store.in_progress:
+            if not self.calls.in_progress:
                 return
 
     async def until(self, seconds: float) -> None:
@@ -131,8 +153,9 @@ class CompletionFaultsMixin:
         clock = Clock()
         clock.advance(START)
         real, locks = await self.build(clock)
-        store = FaultyStore(real)
-        ownership = QueueOwnership(locks, clock)
+        calls = Calls()
+        store = FaultyStore(real, calls)
+        ownership = QueueOwnership(Counted(locks, calls), clock)  # type: ignore[arg-type]
         deliverer = Deliverer()
         manager = QueueManager(
             clock=clock, store=store, ownership=ownership,  # type: ignore[arg-type]
@@ -141,7 +164,7 @@ class CompletionFaultsMixin:
             defaults=QueueDefaults(polling_interval=200, max_workers=2, default_queue=""),
             refresh_interval=1.0,
         )
-        drive = Drive(clock, store)
+        drive = Drive(clock, calls)
 
         async def stop() -> None:
             stopping = Deferred.fromCoroutine(manager.stop_dispatching(5))
