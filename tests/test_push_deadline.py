@@ -24,7 +24,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from storage_contract import Taken
 
-from fireworq.cluster import LocalActivator
+from fireworq.cluster.memory import MemoryLocks
+from fireworq.cluster.ownership import QueueOwnership
 from fireworq.errors import StoreUnavailable
 from fireworq.logs import LineWriter, QueueLog
 from fireworq.model import JobState, NewJob, Routing
@@ -78,8 +79,9 @@ class StallTests(SynchronousTestCase):
         self.clock = Clock()
         self.store = StallingStore(self.clock)
         writer = LineWriter(self.clock, "", io.BytesIO())
+        ownership = QueueOwnership(MemoryLocks(self.store), self.clock)  # type: ignore[arg-type]
         manager = QueueManager(
-            clock=self.clock, store=self.store, activator=LocalActivator(),  # type: ignore[arg-type]
+            clock=self.clock, store=self.store, ownership=ownership,  # type: ignore[arg-type]
             deliverer=Never(), queue_log=QueueLog(writer, self.clock, "q", "info"),
             defaults=QueueDefaults(polling_interval=200, max_workers=1, default_queue=""),
             refresh_interval=1.0, **options,
@@ -93,6 +95,7 @@ class StallTests(SynchronousTestCase):
             stopped = Deferred.fromCoroutine(manager.stop_dispatching(0))
             self.clock.advance(0)
             self.successResultOf(stopped)
+            ownership.stop()
             manager.close()
             writer.close()
             self.assertEqual(self.clock.getDelayedCalls(), [])
