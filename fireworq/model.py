@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import attrs
 
@@ -31,15 +31,41 @@ def is_valid_category(category: str) -> bool:
     return 1 <= len(category.encode("utf-8", "surrogatepass")) <= MAX_CATEGORY_BYTES
 
 
+#: Marks a queue member of our own (attrs metadata): see ``QueueDefinition``.
+OWN_MEMBER = "fireworq.own_member"
+#: Ranges of the failure-log retention members (API.md-style integer fields).
+MAX_FAILED_JOB_TTL = 315360000
+MAX_FAILED_JOB_LIMIT = 100000000
+
+
+def own_member(default: Any) -> Any:
+    """A queue member that Fireworq does not have: stored in a table of our own (JSON), so
+    that adding one needs no schema change; keyword-only, so positional construction keeps
+    meaning Fireworq's five members."""
+    return attrs.field(default=default, kw_only=True, metadata={OWN_MEMBER: True})
+
+
 @attrs.frozen
 class QueueDefinition:
-    """A queue as stored: defaults are already resolved (never 0 interval or workers)."""
+    """A queue as stored: defaults are already resolved (never 0 interval or workers).
+
+    The first five members are Fireworq's (its ``queue`` and ``queue_throttle`` tables).
+    Members made with ``own_member`` are ours: every driver stores them generically (the
+    SQL drivers as one JSON object per queue), ``PUT /queue`` replaces them, and a member
+    equal to its default is not stored. ``paused`` is state rather than definition: only
+    pause and resume change it, ``PUT`` keeps it.
+    """
 
     name: str
     polling_interval: int
     max_workers: int
     max_dispatches_per_second: float = 0.0
     max_burst_size: int = 0
+    #: Seconds a failure-log entry is kept; 0 keeps it for ever.
+    failed_job_ttl: int = own_member(0)
+    #: Most failure-log entries kept (the newest); 0 for no limit.
+    failed_job_limit: int = own_member(0)
+    paused: bool = attrs.field(default=False, kw_only=True)
 
     @property
     def table(self) -> str:
@@ -48,6 +74,39 @@ class QueueDefinition:
     @property
     def throttled(self) -> bool:
         return self.max_dispatches_per_second > 0
+
+    @property
+    def fireworq_members(self) -> tuple[str, int, int, float, int]:
+        """What Fireworq's tables hold of the definition."""
+        return (self.name, self.polling_interval, self.max_workers,
+                self.max_dispatches_per_second, self.max_burst_size)
+
+    @property
+    def has_retention(self) -> bool:
+        return self.failed_job_ttl > 0 or self.failed_job_limit > 0
+
+
+def own_members(definition: QueueDefinition) -> dict[str, Any]:
+    """Our members that differ from their defaults, by name, in definition order."""
+    return {
+        field.name: getattr(definition, field.name)
+        for field in attrs.fields(QueueDefinition)
+        if field.metadata.get(OWN_MEMBER) and getattr(definition, field.name) != field.default
+    }
+
+
+def with_own_members(definition: QueueDefinition, stored: dict[str, Any]) -> QueueDefinition:
+    """``definition`` with our members as stored; unknown names (written by a newer
+    version) and values of the wrong type are ignored, so they read as the default."""
+    found: dict[str, Any] = {}
+    for field in attrs.fields(QueueDefinition):
+        if not field.metadata.get(OWN_MEMBER) or field.name not in stored:
+            continue
+        value = stored[field.name]
+        # The exact type: JSON's true must not pass for an integer member.
+        if type(value) is type(field.default):
+            found[field.name] = value
+    return attrs.evolve(definition, **found) if found else definition
 
 
 @attrs.frozen
@@ -149,6 +208,73 @@ class FailedJob:
     fail_count: int
     failed_at: int
     created_at: int
+
+
+@attrs.frozen
+class RetrySettings:
+    """The push settings a failed job is retried with. Fireworq's failure log does not keep
+    them, so our drivers write them beside each entry they write."""
+
+    max_retries: int
+    retry_delay: int
+    timeout: int
+
+    @classmethod
+    def of(cls, job: Job) -> RetrySettings:
+        return cls(job.max_retries, job.retry_delay, job.timeout)
+
+    @classmethod
+    def inferred(cls, failed: FailedJob) -> RetrySettings:
+        """For entries written without them (by Fireworq, or before they were kept): as
+        many retries as the job had (exact when it ran out of retries), push defaults for
+        the rest."""
+        return cls(max(failed.fail_count - 1, 0), 0, 0)
+
+
+def retried_job(
+    failed: FailedJob, settings: RetrySettings | None, run_after: int
+) -> NewJob:
+    """The new job that retrying a failure-log entry pushes."""
+    kept = settings or RetrySettings.inferred(failed)
+    return NewJob(
+        category=failed.category, url=failed.url, payload=failed.payload,
+        run_after=run_after, max_retries=kept.max_retries, retry_delay=kept.retry_delay,
+        timeout=kept.timeout,
+    )
+
+
+@attrs.frozen
+class FailedFilter:
+    """Which failure-log entries a bulk operation takes; they go oldest failure first, by
+    (``failed_at``, id). Every condition given must hold."""
+
+    failure_id: int | None = None
+    category: str | None = None
+    #: ms; entries that failed at or after it.
+    failed_after: int | None = None
+    #: ms; entries that failed before it.
+    failed_before: int | None = None
+    #: (failed_at, id) of the last entry to take, in failure order.
+    up_to: Cursor | None = None
+
+    def matches(self, failed: FailedJob) -> bool:
+        return (
+            (self.failure_id is None or failed.id == self.failure_id)
+            and (self.category is None or failed.category == self.category)
+            and (self.failed_after is None or failed.failed_at >= self.failed_after)
+            and (self.failed_before is None or failed.failed_at < self.failed_before)
+            and (self.up_to is None
+                 or (failed.failed_at, failed.id) <= (self.up_to.time, self.up_to.id))
+        )
+
+
+@attrs.frozen
+class RetriedJob:
+    """A failure-log entry pushed again: the entry's id, the new job and its push."""
+
+    failure_id: int
+    job: NewJob
+    pushed: PushedJob
 
 
 class CompletionKind(str, Enum):

@@ -88,7 +88,7 @@ class QueueManager:
         self.dispatchers: dict[str, QueueDispatcher] = {}
         self._retiring: set[QueueDispatcher] = set()
         self.routings: dict[str, str] = {}
-        self._revisions: tuple[int, int] | None = None
+        self._revisions: tuple[int, int, int] | None = None
         self._unrunnable_logged: set[str] = set()
         self._defining = DeferredLock()
         self._pushes: TurnBatcher[tuple[str, NewJob], PushedJob] = TurnBatcher(

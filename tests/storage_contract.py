@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence, TypeVar
 import attrs
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -23,6 +24,7 @@ from fireworq.model import (
     Completion,
     CompletionKind,
     Cursor,
+    FailedFilter,
     FailedJob,
     FailedOrder,
     Job,
@@ -32,6 +34,7 @@ from fireworq.model import (
     Page,
     PushedJob,
     QueueDefinition,
+    RetriedJob,
     Routing,
     StateCounts,
     WorkerResult,
@@ -169,6 +172,17 @@ class StoreContractMixin(_Base):
         """The grabber id C{self.store} marks its grabs with."""
         grabber_id: int | None = getattr(self.store, "grabber_id")
         return grabber_id
+
+    async def addForeignFailure(self, table: str, failed: FailedJob) -> int:
+        """
+        Write a failure-log entry as a Fireworq node does: its own columns only, none of
+        our tables. C{failed.id} is ignored; answers the id the entry got.
+        """
+        raise NotImplementedError()
+
+    async def breakJobTable(self, table: str) -> None:
+        """Make every later insert of a job into C{table} fail with an exception."""
+        raise NotImplementedError()
 
     # -- Fixture and helpers -------------------------------------------------------------
 
@@ -352,6 +366,93 @@ class StoreContractMixin(_Base):
         self.assertTrue(await self.store.put_queue(plain))
         self.assertEqual(await self.store.get_queue("mail"), plain)
         self.assertEqual(await self.store.list_queues(), [plain])
+
+    # -- Our queue members and the paused flag -------------------------------------------
+
+    async def test_ownMembersRoundTrip(self) -> None:
+        """Our members read back, in a single read and in the list; storing the same again
+        is no change."""
+        kept = queue("kept", failed_job_ttl=86400, failed_job_limit=1000)
+        plain = queue("plain")
+        self.assertTrue(await self.store.put_queue(kept))
+        self.assertTrue(await self.store.put_queue(plain))
+        self.assertEqual(await self.store.get_queue("kept"), kept)
+        self.assertEqual(await self.store.list_queues(), [kept, plain])
+        revisions = await self.store.revisions()
+        self.assertFalse(await self.store.put_queue(kept))
+        self.assertEqual(await self.store.revisions(), revisions)
+
+    async def test_ownMemberRevisions(self) -> None:
+        """
+        A change of our members only bumps our counter (Fireworq nodes, which watch theirs,
+        would restart every queue); a change of Fireworq's members bumps Fireworq's.
+        """
+        await self.store.put_queue(queue("mail"))
+        start = await self.store.revisions()
+        self.assertEqual(len(start), 3)
+
+        self.assertTrue(await self.store.put_queue(queue("mail", failed_job_ttl=60)))
+        ours = await self.store.revisions()
+        self.assertEqual(ours[:2], start[:2])
+        self.assertGreater(ours[2], start[2])
+
+        self.assertTrue(await self.store.put_queue(
+            queue("mail", failed_job_ttl=60, max_workers=3)))
+        theirs = await self.store.revisions()
+        self.assertGreater(theirs[0], ours[0])
+        self.assertEqual(theirs[1:], ours[1:])
+
+        # Replaced: a member left out goes back to its default.
+        self.assertTrue(await self.store.put_queue(queue("mail", max_workers=3)))
+        self.assertEqual(await self.store.get_queue("mail"), queue("mail", max_workers=3))
+        self.assertGreater((await self.store.revisions())[2], theirs[2])
+
+    async def test_pauseAndResume(self) -> None:
+        """
+        Pausing and resuming answer the definition as stored now and bump our counter
+        when they change something; a put keeps the flag; an unknown queue is L{None}.
+        """
+        definition = queue("mail", failed_job_limit=5)
+        await self.store.put_queue(definition)
+        before = await self.store.revisions()
+        paused = attrs.evolve(definition, paused=True)
+        self.assertEqual(await self.store.set_paused("mail", True), paused)
+        self.assertEqual(await self.store.get_queue("mail"), paused)
+        after = await self.store.revisions()
+        self.assertEqual(after[:2], before[:2])
+        self.assertGreater(after[2], before[2])
+        self.assertEqual(await self.store.set_paused("mail", True), paused)
+        self.assertEqual(await self.store.revisions(), after)
+
+        # A put with the same definition changes nothing; another keeps the flag.
+        self.assertFalse(await self.store.put_queue(definition))
+        changed = queue("mail", max_workers=4, failed_job_ttl=10)
+        self.assertTrue(await self.store.put_queue(changed))
+        self.assertEqual(await self.store.get_queue("mail"), attrs.evolve(changed, paused=True))
+        self.assertEqual(await self.store.list_queues(), [attrs.evolve(changed, paused=True)])
+
+        self.assertEqual(await self.store.set_paused("mail", False), changed)
+        self.assertEqual(await self.store.get_queue("mail"), changed)
+        self.assertIsNone(await self.store.set_paused("nothing", True))
+        self.assertIsNone(await self.store.get_queue("nothing"))
+
+    async def test_pauseSeenByOtherNode(self) -> None:
+        """Another node on the same data reads the flag and the counter."""
+        await self.store.put_queue(queue("mail"))
+        other = await self.otherNode()
+        before = await other.revisions()
+        await self.store.set_paused("mail", True)
+        self.assertEqual(await other.get_queue("mail"), queue("mail", paused=True))
+        self.assertGreater((await other.revisions())[2], before[2])
+
+    async def test_deleteForgetsOwnMembers(self) -> None:
+        """A deleted queue defined again starts with none of its old members, unpaused."""
+        await self.store.put_queue(queue("mail", failed_job_ttl=7))
+        await self.store.set_paused("mail", True)
+        self.assertEqual(await self.store.delete_queue("mail"),
+                         queue("mail", failed_job_ttl=7, paused=True))
+        self.assertTrue(await self.store.put_queue(queue("mail")))
+        self.assertEqual(await self.store.get_queue("mail"), queue("mail"))
 
     # -- Routings ------------------------------------------------------------------------
 
@@ -1218,6 +1319,209 @@ class StoreContractMixin(_Base):
         missing = max(f.id for f in failures) + 1
         self.assertIsNone(await self.store.get_failed("mail", missing))
         self.assertEqual((await self.store.counts(["mail"]))["mail"], StateCounts(failed=6))
+
+    # -- Retrying and removing failure-log entries ----------------------------------------
+
+    async def failedJob(self, table: str, job: NewJob, retries: int = 0) -> FailedJob:
+        """Push C{job}, fail it C{retries} times with a retry, then finally; its entry."""
+        await self.prepared(table)
+        grabbed = await self.grabbedJob(table, job)
+        for _ in range(retries):
+            await self.store.complete([Completion(
+                table, grabbed, CompletionKind.RETRY, WorkerResult("failure", 500, "again"))])
+            self.advanceTo(self.clock.seconds() + job.retry_delay)
+            [grabbed] = await self.store.grab(table, 10)
+        await self.store.complete([Completion(
+            table, grabbed, CompletionKind.FAIL, WorkerResult("failure", 500, "no more"))])
+        [entry] = [f for f in await self.failureLog(table) if f.job_id == grabbed.id]
+        return entry
+
+    async def test_retryOne(self) -> None:
+        """
+        A retried entry becomes a new job with the push's settings, due now, and leaves
+        the log; retrying it again finds nothing.
+        """
+        original = newJob(payload=PAYLOADS[2], max_retries=3, retry_delay=30, timeout=10)
+        entry = await self.failedJob("mail", original, retries=1)
+        self.advanceTo(self.clock.seconds() + 7.25)
+        [retried] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=entry.id), 1, 0)
+        now = self.storeNow()
+        self.assertEqual(retried.failure_id, entry.id)
+        self.assertEqual(retried.job, original)
+        self.assertGreater(retried.pushed.id, entry.job_id)
+        job = await self.getJob("mail", retried.pushed.id)
+        self.assertEqual(job, Job(
+            id=retried.pushed.id, category=original.category, url=original.url,
+            payload=original.payload, status=JobStatus.CLAIMED, created_at=now,
+            next_try=now, retry_count=3, retry_delay=30, fail_count=0, timeout=10,
+        ))
+        self.assertEqual((retried.pushed.created_at, retried.pushed.next_try), (now, now))
+        self.assertIsNone(await self.store.get_failed("mail", entry.id))
+        self.assertEqual(
+            await self.store.retry_failed("mail", FailedFilter(failure_id=entry.id), 1, 0), [])
+        [grabbed] = await self.store.grab("mail", 10)
+        self.assertEqual(grabbed.id, retried.pushed.id)
+
+    async def test_retryRunAfter(self) -> None:
+        """C{run_after} defers the new job like a push's."""
+        entry = await self.failedJob("mail", newJob())
+        [retried] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=entry.id), 1, 60)
+        self.assertEqual(retried.job.run_after, 60)
+        job = await self.getJob("mail", retried.pushed.id)
+        self.assertEqual(job.next_try, self.storeNow() + 60000)
+        self.assertEqual(await self.store.due_tables(["mail"]), set())
+
+    async def test_retryForeignEntry(self) -> None:
+        """
+        An entry written without our settings (by Fireworq) is retried with as many
+        retries as it had and push defaults for the rest.
+        """
+        await self.prepared("mail")
+        foreign = FailedJob(
+            id=0, job_id=4242, category="legacy", url="http://worker.example/x",
+            payload=b'{"n": 1}', result=WorkerResult("failure", 500, "x"), fail_count=4,
+            failed_at=self.storeNow() - 1000, created_at=self.storeNow() - 5000,
+        )
+        failure_id = await self.addForeignFailure("mail", foreign)
+        self.assertEqual(await self.store.get_failed("mail", failure_id),
+                         attrs.evolve(foreign, id=failure_id))
+        [retried] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=failure_id), 1, 0)
+        self.assertEqual(retried.job, NewJob(
+            category="legacy", url="http://worker.example/x", payload=b'{"n": 1}',
+            run_after=0, max_retries=3, retry_delay=0, timeout=0))
+        self.assertEqual((await self.getJob("mail", retried.pushed.id)).retry_count, 3)
+
+    async def test_deletedEntryLeavesNoSettings(self) -> None:
+        """
+        Settings go with their entry: once it is deleted, a foreign entry of the same job
+        is retried with the inferred settings.
+        """
+        entry = await self.failedJob("mail", newJob(max_retries=0, retry_delay=9, timeout=9))
+        await self.store.delete_failed("mail", entry.id)
+        foreign = attrs.evolve(entry, fail_count=1)
+        failure_id = await self.addForeignFailure("mail", foreign)
+        [retried] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=failure_id), 1, 0)
+        self.assertEqual((retried.job.retry_delay, retried.job.timeout), (0, 0))
+
+    async def retryFixture(self) -> list[FailedJob]:
+        """Ten entries, two categories, failed at seconds 10-14 (two a second), oldest first."""
+        await self.prepared("mail")
+        pushed = await self.store.push(
+            [("mail", newJob(category="even" if n % 2 == 0 else "odd",
+                             payload=b'{"n":%d}' % n)) for n in range(10)])
+        jobs = {job.id: job for job in await self.store.grab("mail", 10)}
+        for second in range(5):
+            self.advanceTo(START + 10 + second)
+            await self.store.complete([
+                Completion("mail", jobs[pushed[n].id], CompletionKind.FAIL,
+                           WorkerResult("failure", 500, ""))
+                for n in (2 * second, 2 * second + 1)])
+        entries = sorted(await self.failureLog("mail"), key=lambda f: (f.failed_at, f.id))
+        self.assertEqual(len(entries), 10)
+        return entries
+
+    async def test_retryFilters(self) -> None:
+        """
+        Bulk retries take the matching entries oldest failure first, at most C{limit} of
+        them; every condition given must hold.
+        """
+        entries = await self.retryFixture()
+        at = [entry.failed_at for entry in entries]
+
+        def ids(retried: list[RetriedJob]) -> list[int]:
+            return [r.failure_id for r in retried]
+
+        odd = await self.store.retry_failed("mail", FailedFilter(category="odd"), 2, 0)
+        self.assertEqual(ids(odd), [entries[1].id, entries[3].id])
+        window = FailedFilter(failed_after=at[4], failed_before=at[8])
+        self.assertEqual(ids(await self.store.retry_failed("mail", window, 100, 0)),
+                         [e.id for e in entries[4:8]])
+        both = FailedFilter(category="even", failed_after=at[2], failed_before=at[9])
+        self.assertEqual(ids(await self.store.retry_failed("mail", both, 100, 0)),
+                         [entries[2].id])
+        self.assertEqual(await self.store.retry_failed(
+            "mail", FailedFilter(category="none"), 100, 0), [])
+        self.assertEqual(ids(await self.store.retry_failed("mail", FailedFilter(), 100, 0)),
+                         [entries[n].id for n in (0, 8, 9)])
+        self.assertEqual(await self.failureLog("mail"), [])
+        # Nothing lost, nothing doubled: one new job per entry, with its payload.
+        page = await self.store.list_jobs("mail", JobState.WAITING, True, None, 100)
+        self.assertEqual(sorted(job.payload for job in page.items),
+                         sorted(entry.payload for entry in entries))
+
+    async def test_deleteMatching(self) -> None:
+        """Bulk deletes take the same entries as bulk retries would, and push nothing."""
+        entries = await self.retryFixture()
+        at = [entry.failed_at for entry in entries]
+        self.assertEqual(await self.store.delete_failed_matching(
+            "mail", FailedFilter(category="even", failed_before=at[6]), 100), 3)
+        self.assertEqual(await self.store.delete_failed_matching(
+            "mail", FailedFilter(), 2), 2)
+        remaining = [entries[n] for n in (5, 6, 7, 8, 9)]
+        self.assertEqual(sorted(await self.failureLog("mail"), key=lambda f: f.id),
+                         sorted(remaining, key=lambda f: f.id))
+        self.assertEqual(await self.store.delete_failed_matching(
+            "mail", FailedFilter(failure_id=entries[0].id), 100), 0)
+        self.assertEqual(await self.store.counts(["mail"]), {"mail": StateCounts(failed=5)})
+
+    async def test_failedCutoff(self) -> None:
+        """
+        The cutoff of C{keep} is the newest entry beyond the C{keep} newest; removing up
+        to it leaves exactly those.
+        """
+        entries = await self.retryFixture()
+        newest_first = entries[::-1]
+        for keep in (10, 11, 1000):
+            self.assertIsNone(await self.store.failed_cutoff("mail", keep))
+        for keep in (9, 4, 0):
+            cutoff = await self.store.failed_cutoff("mail", keep)
+            beyond = newest_first[keep]
+            self.assertEqual(cutoff, Cursor(beyond.failed_at, beyond.id))
+        cutoff = await self.store.failed_cutoff("mail", 3)
+        self.assertEqual(await self.store.delete_failed_matching(
+            "mail", FailedFilter(up_to=cutoff), 4), 4)
+        self.assertEqual(await self.store.delete_failed_matching(
+            "mail", FailedFilter(up_to=cutoff), 4), 3)
+        self.assertEqual(sorted(f.id for f in await self.failureLog("mail")),
+                         sorted(f.id for f in newest_first[:3]))
+        self.assertIsNone(await self.store.failed_cutoff("mail", 3))
+
+    async def test_retryIsAtomic(self) -> None:
+        """When the new job cannot be stored, the entry stays: never neither."""
+        entries = await self.retryFixture()
+        await self.breakJobTable("mail")
+        with self.assertRaises(Exception):
+            await self.store.retry_failed("mail", FailedFilter(), 5, 0)
+        self.assertEqual(sorted(await self.failureLog("mail"), key=lambda f: f.id),
+                         sorted(entries, key=lambda f: f.id))
+
+    async def test_concurrentRetries(self) -> None:
+        """
+        Two nodes retrying the same entries at once push each entry once: the same entry
+        by id, and overlapping bulk retries.
+        """
+        entries = await self.retryFixture()
+        other = await self.otherNode()
+        await other.prepare_queue("mail")
+        one = FailedFilter(failure_id=entries[0].id)
+        results = await DeferredList([
+            Deferred.fromCoroutine(self.store.retry_failed("mail", one, 1, 0)),
+            Deferred.fromCoroutine(other.retry_failed("mail", one, 1, 0)),
+        ], fireOnOneErrback=True, consumeErrors=True)
+        self.assertEqual(sorted(len(value) for _, value in results), [0, 1])
+        results = await DeferredList([
+            Deferred.fromCoroutine(self.store.retry_failed("mail", FailedFilter(), 6, 0)),
+            Deferred.fromCoroutine(other.retry_failed("mail", FailedFilter(), 6, 0)),
+        ], fireOnOneErrback=True, consumeErrors=True)
+        taken = [r.failure_id for _, value in results for r in value]
+        self.assertEqual(sorted(taken), sorted(e.id for e in entries[1:]))
+        self.assertEqual(await self.failureLog("mail"), [])
+        page = await self.store.list_jobs("mail", JobState.WAITING, True, None, 100)
+        self.assertEqual(len(page.items), 10)
 
     async def test_listFailedEmpty(self) -> None:
         """An empty failure log is an empty last page in both orders."""

@@ -27,6 +27,7 @@ from storage_contract import StoreContractMixin, newJob
 from fireworq.model import (
     Completion,
     CompletionKind,
+    FailedJob,
     FailedOrder,
     InFlight,
     JobStatus,
@@ -37,10 +38,17 @@ from fireworq.model import (
 )
 from fireworq.storage import Store
 from fireworq.storage.memory import MemoryStore
-from fireworq.storage.sqlcommon import job_table
+from fireworq.storage.sqlcommon import encode_result, failure_table, job_table
 from fireworq.storage.sqlite import SqliteStore
 from fireworq.dsn import parse_dsn
 from fireworq.storage.mysql import MySQLStore, lock_name, supports_skip_locked
+
+def foreign_failure_row(failed: FailedJob) -> tuple[Any, ...]:
+    """A failure-log row's values as Fireworq binds them."""
+    return (failed.job_id, failed.category.encode(), failed.url.encode(), failed.payload,
+            encode_result(failed.result), failed.fail_count, failed.failed_at,
+            failed.created_at)
+
 
 # ---------------------------------------------------------------------------------------
 # in-memory
@@ -84,6 +92,18 @@ class MemoryStoreContractTests(StoreContractMixin, TestCase):
         jobs = cast(MemoryStore, self.store)._tables[table].jobs
         jobs[job_id] = attrs.evolve(jobs[job_id], status=JobStatus.GRABBED, grabber_id=None)
 
+    async def addForeignFailure(self, table: str, failed: FailedJob) -> int:
+        found = cast(MemoryStore, self.store)._tables[table]
+        failure_id = found.next_failure_id
+        found.next_failure_id += 1
+        found.failures[failure_id] = attrs.evolve(failed, id=failure_id)
+        return failure_id
+
+    async def breakJobTable(self, table: str) -> None:
+        async def broken(jobs: Any) -> Any:
+            raise RuntimeError("the job table is gone")
+        self.store.push = broken  # type: ignore[method-assign]
+
 
 # ---------------------------------------------------------------------------------------
 # sqlite
@@ -119,6 +139,20 @@ class SqliteStoreContractTests(StoreContractMixin, TestCase):
                 % job_table(table),
                 (job_id,),
             )
+            connection.commit()
+
+    async def addForeignFailure(self, table: str, failed: FailedJob) -> int:
+        with closing(sqlite3.connect(self.path)) as connection:
+            cursor = connection.execute(
+                "INSERT INTO %s (job_id, category, url, payload, result, fail_count,"
+                " failed_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                % failure_table(table), foreign_failure_row(failed))
+            connection.commit()
+            return int(cursor.lastrowid or 0)
+
+    async def breakJobTable(self, table: str) -> None:
+        with closing(sqlite3.connect(self.path)) as connection:
+            connection.execute("DROP TABLE %s" % job_table(table))
             connection.commit()
 
     async def test_reopen(self) -> None:
@@ -246,6 +280,19 @@ class MySQLStoreContractTests(StoreContractMixin, TestCase):
             % job_table(table),
             (job_id,),
         )
+
+    async def addForeignFailure(self, table: str, failed: FailedJob) -> int:
+        mysqltools.execute(
+            self.database,
+            "INSERT INTO %s (job_id, category, url, payload, result, fail_count, failed_at,"
+            " created_at) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s)" % failure_table(table),
+            foreign_failure_row(failed))
+        [(failure_id,)] = mysqltools.execute(
+            self.database, "SELECT MAX(failure_id) FROM %s" % failure_table(table))
+        return int(failure_id)
+
+    async def breakJobTable(self, table: str) -> None:
+        mysqltools.execute(self.database, "DROP TABLE %s" % job_table(table))
 
 
 class MySQL57GrabContractTests(MySQLStoreContractTests):

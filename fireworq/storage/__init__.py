@@ -3,6 +3,12 @@
 Three drivers implement them: ``memory``, ``sqlite`` and ``mysql``. A job table is named
 by a queue's table part (``QueueDefinition.table``), so two queue names that map to the
 same part share their jobs, as they do in a Fireworq database.
+
+What Fireworq does not have lives in tables of our own (prefix ``fireworqpy_``), so that
+Fireworq's tables keep their shape: our queue members and the paused flag
+(``fireworqpy_queue``, with its change counter in ``fireworqpy_config_revision``, which
+Fireworq nodes do not watch), and the push settings of each failure-log entry we write
+(``fireworqpy_fail(<part>)``), which retrying it needs.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from fireworq.errors import NotStored
 from fireworq.model import (
     Completion,
     Cursor,
+    FailedFilter,
     FailedJob,
     FailedOrder,
     InFlight,
@@ -22,6 +29,7 @@ from fireworq.model import (
     Page,
     PushedJob,
     QueueDefinition,
+    RetriedJob,
     Routing,
     StateCounts,
 )
@@ -63,7 +71,14 @@ class DefinitionStore(Protocol):
     async def get_queue(self, name: str) -> QueueDefinition | None: ...
 
     async def put_queue(self, definition: QueueDefinition) -> bool:
-        """Store it; ``True`` when this changed what was stored."""
+        """Store it (our members replaced, ``paused`` kept as stored); ``True`` when this
+        changed what was stored. Only a change of Fireworq's members bumps Fireworq's
+        counter (its nodes restart every queue when it moves); ours bump our own."""
+        ...
+
+    async def set_paused(self, name: str, paused: bool) -> QueueDefinition | None:
+        """Pause or resume a stored queue; the definition as stored now, ``None`` when there
+        is no such queue. A change bumps our members' counter only."""
         ...
 
     async def delete_queue(self, name: str) -> QueueDefinition | None:
@@ -78,8 +93,9 @@ class DefinitionStore(Protocol):
 
     async def delete_routing(self, category: str) -> Routing | None: ...
 
-    async def revisions(self) -> tuple[int, int]:
-        """The (queue definitions, routings) change counters, for change detection."""
+    async def revisions(self) -> tuple[int, int, int]:
+        """The (queue definitions, routings, our queue members) change counters, for change
+        detection."""
         ...
 
     async def ping(self) -> None: ...
@@ -137,6 +153,26 @@ class JobStore(Protocol):
     async def get_failed(self, table: str, failure_id: int) -> FailedJob | None: ...
 
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None: ...
+
+    async def retry_failed(
+        self, table: str, selection: FailedFilter, limit: int, run_after: int
+    ) -> list[RetriedJob]:
+        """Push up to ``limit`` matching entries again, oldest failure first, as new jobs
+        with their push's settings (``RetrySettings``), due after ``run_after`` seconds, and
+        remove them from the failure log: all in one transaction."""
+        ...
+
+    async def delete_failed_matching(
+        self, table: str, selection: FailedFilter, limit: int
+    ) -> int:
+        """Remove up to ``limit`` matching entries, oldest failure first, in one
+        transaction; how many were removed."""
+        ...
+
+    async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
+        """The newest entry beyond the ``keep`` newest ones, by (``failed_at``, id), as a
+        position (``FailedFilter.up_to``); ``None`` when there are at most ``keep``."""
+        ...
 
     async def counts(
         self, tables: Sequence[str], limit: int = COUNT_LIMIT

@@ -18,6 +18,7 @@ from fireworq.model import (
     Completion,
     CompletionKind,
     Cursor,
+    FailedFilter,
     FailedJob,
     FailedOrder,
     InFlight,
@@ -28,10 +29,14 @@ from fireworq.model import (
     Page,
     PushedJob,
     QueueDefinition,
+    RetriedJob,
+    RetrySettings,
     Routing,
     StateCounts,
     failed_position,
     job_position,
+    own_members,
+    retried_job,
 )
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 
@@ -45,6 +50,8 @@ class _Table:
     due_heap: list[tuple[int, int]] = attrs.Factory(list)
     next_id: int = 1
     failures: dict[int, FailedJob] = attrs.Factory(dict)
+    #: The push settings of each failure-log entry (``fireworqpy_fail`` of the SQL drivers).
+    retry_settings: dict[int, RetrySettings] = attrs.Factory(dict)
     next_failure_id: int = 1
 
 
@@ -76,6 +83,7 @@ class MemoryStore:
         self._routings: dict[str, Routing] = {}
         self._queue_revision = 0
         self._routing_revision = 0
+        self._member_revision = 0
         self._tables: dict[str, _Table] = {}
         self.grabber_id = os.getpid()
 
@@ -100,11 +108,24 @@ class MemoryStore:
         return self._queues.get(name)
 
     async def put_queue(self, definition: QueueDefinition) -> bool:
-        if self._queues.get(definition.name) == definition:
+        existing = self._queues.get(definition.name)
+        definition = attrs.evolve(definition, paused=existing is not None and existing.paused)
+        if existing == definition:
             return False
+        if existing is None or existing.fireworq_members != definition.fireworq_members:
+            self._queue_revision += 1
+        if existing is None or own_members(existing) != own_members(definition):
+            self._member_revision += 1
         self._queues[definition.name] = definition
-        self._queue_revision += 1
         return True
+
+    async def set_paused(self, name: str, paused: bool) -> QueueDefinition | None:
+        existing = self._queues.get(name)
+        if existing is None or existing.paused == paused:
+            return existing
+        self._queues[name] = attrs.evolve(existing, paused=paused)
+        self._member_revision += 1
+        return self._queues[name]
 
     async def delete_queue(self, name: str) -> QueueDefinition | None:
         definition = self._queues.pop(name, None)
@@ -133,8 +154,8 @@ class MemoryStore:
             self._routing_revision += 1
         return routing
 
-    async def revisions(self) -> tuple[int, int]:
-        return self._queue_revision, self._routing_revision
+    async def revisions(self) -> tuple[int, int, int]:
+        return self._queue_revision, self._routing_revision, self._member_revision
 
     # Jobs
 
@@ -233,6 +254,7 @@ class MemoryStore:
                 )
                 table.next_failure_id += 1
                 table.failures[failure.id] = failure
+                table.retry_settings[failure.id] = RetrySettings.of(stored)
 
     async def recover(self, table_name: str, keep: Collection[InFlight] = ()) -> int:
         table = self._table(table_name)
@@ -280,7 +302,44 @@ class MemoryStore:
         return self._table(table).failures.get(failure_id)
 
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
-        return self._table(table).failures.pop(failure_id, None)
+        found = self._table(table)
+        found.retry_settings.pop(failure_id, None)
+        return found.failures.pop(failure_id, None)
+
+    def _matching(self, table: _Table, selection: FailedFilter, limit: int) -> list[FailedJob]:
+        matching = [failed for failed in table.failures.values() if selection.matches(failed)]
+        matching.sort(key=failed_position(FailedOrder.FAILED))
+        return matching[:limit]
+
+    async def retry_failed(
+        self, table_name: str, selection: FailedFilter, limit: int, run_after: int
+    ) -> list[RetriedJob]:
+        table = self._table(table_name)
+        taken = self._matching(table, selection, limit)
+        jobs = [retried_job(failed, table.retry_settings.get(failed.id), run_after)
+                for failed in taken]
+        # Without a handover every job is stored.
+        pushed = [answer for answer in await self.push([(table_name, job) for job in jobs])
+                  if isinstance(answer, PushedJob)]
+        for failed in taken:
+            await self.delete_failed(table_name, failed.id)
+        return [RetriedJob(failed.id, job, done)
+                for failed, job, done in zip(taken, jobs, pushed)]
+
+    async def delete_failed_matching(
+        self, table_name: str, selection: FailedFilter, limit: int
+    ) -> int:
+        taken = self._matching(self._table(table_name), selection, limit)
+        for failed in taken:
+            await self.delete_failed(table_name, failed.id)
+        return len(taken)
+
+    async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
+        newest_first = sorted(self._table(table).failures.values(),
+                              key=failed_position(FailedOrder.FAILED), reverse=True)
+        if len(newest_first) <= keep:
+            return None
+        return Cursor(*failed_position(FailedOrder.FAILED)(newest_first[keep]))
 
     async def counts(
         self, tables: Sequence[str], limit: int = COUNT_LIMIT

@@ -27,6 +27,7 @@ from fireworq.errors import JobTooLarge, NotStored, OutcomeUnknown, StoreUnavail
 from fireworq.model import (
     Completion,
     Cursor,
+    FailedFilter,
     FailedJob,
     FailedOrder,
     InFlight,
@@ -36,10 +37,12 @@ from fireworq.model import (
     Page,
     PushedJob,
     QueueDefinition,
+    RetriedJob,
     Routing,
     StateCounts,
     failed_position,
     job_position,
+    retried_job,
 )
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.mysqlpool import (
@@ -50,18 +53,28 @@ from fireworq.storage.mysqlpool import (
 )
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
+    FAILED_WITH_SETTINGS,
     JOB_COLUMNS,
     bounded_counts,
     encode_result,
     except_in_flight,
+    OWN_QUEUE_TABLE,
+    OWN_REVISION,
+    OWN_REVISION_TABLE,
+    encode_members,
+    failed_and_settings_from_row,
     failed_from_row,
+    failed_with_settings,
     failure_table,
     group_completions,
     job_from_row,
     job_table,
     keyset_condition,
     page_of,
+    selection_condition,
+    settings_table,
     text,
+    with_stored_members,
 )
 
 Txn = Any  # a PyMySQL cursor
@@ -90,6 +103,27 @@ _REPOSITORY_SCHEMA = (
     " `name` VARCHAR(255) NOT NULL, `revision` BIGINT UNSIGNED NOT NULL,"
     " PRIMARY KEY (`name`)"
     ") ENGINE=InnoDB DEFAULT CHARSET=binary",
+)
+# Ours, beside Fireworq's (sqlcommon says what they hold); Fireworq never reads them.
+_OWN_REPOSITORY_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS `%s` ("
+    " `name` VARCHAR(255) NOT NULL, `paused` TINYINT UNSIGNED NOT NULL DEFAULT 0,"
+    " `members` BLOB NOT NULL, PRIMARY KEY (`name`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary" % OWN_QUEUE_TABLE,
+    "CREATE TABLE IF NOT EXISTS `%s` ("
+    " `name` VARCHAR(255) NOT NULL, `revision` BIGINT UNSIGNED NOT NULL,"
+    " PRIMARY KEY (`name`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary" % OWN_REVISION_TABLE,
+)
+_SETTINGS_TABLE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {settings} ("
+    " `failure_id` BIGINT UNSIGNED NOT NULL,"
+    " `job_id` BIGINT UNSIGNED NOT NULL,"
+    " `max_retries` INT UNSIGNED NOT NULL,"
+    " `retry_delay` INT UNSIGNED NOT NULL,"
+    " `timeout` INT UNSIGNED NOT NULL,"
+    " PRIMARY KEY (`failure_id`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary"
 )
 
 _JOB_TABLE_SCHEMA = (
@@ -236,11 +270,13 @@ class MySQLStore:
         return found[0] if found else None
 
     async def put_queue(self, definition: QueueDefinition) -> bool:
-        stored = QueueDefinition(
-            definition.name, definition.polling_interval, definition.max_workers,
-            round_rate(definition.max_dispatches_per_second), definition.max_burst_size,
+        stored = attrs.evolve(
+            definition, max_dispatches_per_second=round_rate(definition.max_dispatches_per_second)
         )
         return await self._pools()[0].run("put queue", _put_queue, stored)
+
+    async def set_paused(self, name: str, paused: bool) -> QueueDefinition | None:
+        return await self._pools()[0].run("pause queue", _set_paused, name, paused)
 
     async def delete_queue(self, name: str) -> QueueDefinition | None:
         return await self._pools()[0].run("delete queue", _delete_queue, name)
@@ -259,7 +295,7 @@ class MySQLStore:
     async def delete_routing(self, category: str) -> Routing | None:
         return await self._pools()[0].run("delete routing", _delete_routing, category)
 
-    async def revisions(self) -> tuple[int, int]:
+    async def revisions(self) -> tuple[int, int, int]:
         return await self._pools()[0].run("read revisions", _revisions, transaction=False)
 
     # Jobs
@@ -333,6 +369,23 @@ class MySQLStore:
 
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
         return await self._pools()[1].run("delete failed", _get_failed, table, failure_id, True)
+
+    async def retry_failed(
+        self, table: str, selection: FailedFilter, limit: int, run_after: int
+    ) -> list[RetriedJob]:
+        now = int(self._clock.seconds() * 1000)
+        return await self._pools()[1].run("retry failed", _retry_failed, table, selection,
+                                          limit, run_after, now)
+
+    async def delete_failed_matching(
+        self, table: str, selection: FailedFilter, limit: int
+    ) -> int:
+        return await self._pools()[1].run("delete failed", _delete_failed_matching, table,
+                                          selection, limit)
+
+    async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
+        return await self._pools()[1].run("find failure cutoff", _failed_cutoff, table, keep,
+                                          transaction=False)
 
     async def counts(
         self, tables: Sequence[str], limit: int = COUNT_LIMIT
@@ -493,13 +546,14 @@ def supports_skip_locked(version: str) -> bool:
 
 
 def _create_repository(txn: Txn) -> None:
-    for statement in _REPOSITORY_SCHEMA:
+    for statement in (*_REPOSITORY_SCHEMA, *_OWN_REPOSITORY_SCHEMA):
         txn.execute(statement)
 
 
 def _create_job_tables(txn: Txn, part: str) -> None:
-    names = {"jobs": job_table(part), "failures": failure_table(part)}
-    for statement in _JOB_TABLE_SCHEMA:
+    names = {"jobs": job_table(part), "failures": failure_table(part),
+             "settings": settings_table(part)}
+    for statement in (*_JOB_TABLE_SCHEMA, _SETTINGS_TABLE_SCHEMA):
         txn.execute(statement.format(**names))
     txn.execute(
         "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
@@ -525,30 +579,58 @@ def _bump_revision(txn: Txn, name: str) -> None:
     )
 
 
+def _bump_own_revision(txn: Txn) -> None:
+    txn.execute(
+        "INSERT INTO %s (name, revision) VALUES (%%s, 1)"
+        " ON DUPLICATE KEY UPDATE revision = revision + 1" % OWN_REVISION_TABLE,
+        (OWN_REVISION,),
+    )
+
+
 def _list_queues(txn: Txn, name: str | None) -> list[QueueDefinition]:
     query = (
         "SELECT q.name, q.polling_interval, q.max_workers,"
-        " t.max_dispatches_per_second, t.max_burst_size"
+        " t.max_dispatches_per_second, t.max_burst_size, o.paused, o.members"
         " FROM queue q LEFT JOIN queue_throttle t ON t.name = q.name"
+        " LEFT JOIN %s o ON o.name = q.name" % OWN_QUEUE_TABLE
     )
     if name is None:
         txn.execute(query + " ORDER BY q.name")
     else:
         txn.execute(query + " WHERE q.name = %s", (name.encode("utf-8"),))
     return [
-        QueueDefinition(
+        with_stored_members(QueueDefinition(
             name=text(row[0]), polling_interval=int(row[1]), max_workers=int(row[2]),
             max_dispatches_per_second=round_rate(float(row[3] or 0.0)),
             max_burst_size=int(row[4] or 0),
-        )
+        ), row[5], row[6])
         for row in txn.fetchall()
     ]
 
 
+def _put_members(txn: Txn, definition: QueueDefinition, existing: QueueDefinition | None
+                 ) -> bool:
+    """Our members of a definition; whether they changed. A new queue starts unpaused
+    (a row left by a queue that Fireworq deleted is reset); a stored one keeps its paused
+    flag."""
+    members = encode_members(definition)
+    if existing is not None and encode_members(existing) == members:
+        return False
+    reset = ", paused = 0" if existing is None else ""
+    txn.execute(
+        "INSERT INTO %s (name, paused, members) VALUES (%%s, 0, %%s)"
+        " ON DUPLICATE KEY UPDATE members = VALUES(members)%s" % (OWN_QUEUE_TABLE, reset),
+        (definition.name.encode("utf-8"), members),
+    )
+    _bump_own_revision(txn)
+    return True
+
+
 def _put_queue(txn: Txn, definition: QueueDefinition) -> bool:
     existing = _list_queues(txn, definition.name)
-    if existing and existing[0] == definition:
-        return False
+    members_changed = _put_members(txn, definition, existing[0] if existing else None)
+    if existing and existing[0].fireworq_members == definition.fireworq_members:
+        return members_changed
     name = definition.name.encode("utf-8")
     txn.execute(
         "INSERT INTO queue (name, polling_interval, max_workers) VALUES (%s, %s, %s)"
@@ -574,8 +656,22 @@ def _delete_queue(txn: Txn, name: str) -> QueueDefinition | None:
     encoded = name.encode("utf-8")
     txn.execute("DELETE FROM queue WHERE name = %s", (encoded,))
     txn.execute("DELETE FROM queue_throttle WHERE name = %s", (encoded,))
+    txn.execute("DELETE FROM %s WHERE name = %%s" % OWN_QUEUE_TABLE, (encoded,))
     _bump_revision(txn, "queue_definition")
     return existing[0]
+
+
+def _set_paused(txn: Txn, name: str, paused: bool) -> QueueDefinition | None:
+    existing = _list_queues(txn, name)
+    if not existing or existing[0].paused == paused:
+        return existing[0] if existing else None
+    txn.execute(
+        "INSERT INTO %s (name, paused, members) VALUES (%%s, %%s, %%s)"
+        " ON DUPLICATE KEY UPDATE paused = VALUES(paused)" % OWN_QUEUE_TABLE,
+        (name.encode("utf-8"), int(paused), encode_members(existing[0])),
+    )
+    _bump_own_revision(txn)
+    return attrs.evolve(existing[0], paused=paused)
 
 
 def _list_routings(txn: Txn, category: str | None) -> list[Routing]:
@@ -612,10 +708,12 @@ def _delete_routing(txn: Txn, category: str) -> Routing | None:
     return existing[0]
 
 
-def _revisions(txn: Txn) -> tuple[int, int]:
-    txn.execute("SELECT name, revision FROM config_revision")
+def _revisions(txn: Txn) -> tuple[int, int, int]:
+    txn.execute("SELECT name, revision FROM config_revision UNION ALL"
+                " SELECT CONCAT('.', name), revision FROM %s" % OWN_REVISION_TABLE)
     found = {text(row[0]): int(row[1]) for row in txn.fetchall()}
-    return found.get("queue_definition", 0), found.get("routing", 0)
+    return (found.get("queue_definition", 0), found.get("routing", 0),
+            found.get("." + OWN_REVISION, 0))
 
 
 _INSERT_COLUMNS = (
@@ -673,7 +771,10 @@ class _Sending:
 
 def _push(
     txn: Txn, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None, sending: _Sending,
+    in_transaction: bool = False,
 ) -> list[int | NotStored]:
+    """Insert the jobs; ``in_transaction`` when the caller's transaction is open (a BEGIN
+    would commit it)."""
     limits: SessionLimits = txn.connection.fireworq_limits
     answers: list[int | NotStored] = not_sent(len(jobs))
     by_table: dict[str, list[int]] = {}
@@ -706,7 +807,7 @@ def _push(
             statements.append((insert + ",".join(rows), chunk))
     if not statements:
         return answers
-    several = len(statements) > 1
+    several = len(statements) > 1 and not in_transaction
     if several:
         txn.connection.begin()
     sending.started = True
@@ -805,6 +906,14 @@ def _complete(txn: Txn, completions: Sequence[Completion]) -> None:
             (job.id, job.category.encode("utf-8"), job.url.encode("utf-8"), job.payload,
              encode_result(completion.result), job.fail_count + 1, job.created_at),
         )
+        # A row left under this id (InnoDB may reuse an id after a restart) is replaced.
+        txn.execute(
+            "INSERT INTO %s (failure_id, job_id, max_retries, retry_delay, timeout)"
+            " VALUES (%%s, %%s, %%s, %%s, %%s) ON DUPLICATE KEY UPDATE job_id = VALUES(job_id),"
+            " max_retries = VALUES(max_retries), retry_delay = VALUES(retry_delay),"
+            " timeout = VALUES(timeout)" % settings_table(completion.table),
+            (txn.lastrowid, job.id, job.max_retries, job.retry_delay, job.timeout),
+        )
 
 
 def _recover(txn: Txn, part: str, locks: Sequence[str], keep: Collection[InFlight]) -> int:
@@ -870,8 +979,66 @@ def _get_failed(txn: Txn, part: str, failure_id: int, delete: bool) -> FailedJob
     if row is None:
         return None
     if delete:
-        txn.execute("DELETE FROM %s WHERE failure_id = %%s" % failure_table(part), (failure_id,))
+        _delete_failures(txn, part, [failure_id])
     return failed_from_row(row)
+
+
+def _delete_failures(txn: Txn, part: str, ids: Sequence[int]) -> int:
+    marks = _placeholders(len(ids))
+    txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (failure_table(part), marks), ids)
+    deleted = int(txn.rowcount)
+    txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (settings_table(part), marks), ids)
+    return deleted
+
+
+def _select_failed(txn: Txn, part: str, selection: FailedFilter, limit: int) -> list[Any]:
+    """Matching entries with their settings, oldest failure first, locked for the rest of
+    the transaction (a concurrent bulk operation waits, then skips what this one took)."""
+    category = None if selection.category is None else selection.category.encode("utf-8")
+    condition, params = selection_condition(selection, "%s", category)
+    txn.execute(
+        "SELECT %s FROM %s WHERE %s ORDER BY f.failed_at, f.failure_id LIMIT %d FOR UPDATE"
+        % (FAILED_WITH_SETTINGS, failed_with_settings(part), condition, limit),
+        params or None,
+    )
+    return list(txn.fetchall())
+
+
+def _retry_failed(txn: Txn, part: str, selection: FailedFilter, limit: int, run_after: int,
+                  now: int) -> list[RetriedJob]:
+    taken = [failed_and_settings_from_row(row) for row in _select_failed(
+        txn, part, selection, limit)]
+    if not taken:
+        return []
+    jobs = [retried_job(failed, settings, run_after) for failed, settings in taken]
+    ids = []
+    for answer in _push(txn, [(part, job) for job in jobs], None, _Sending(),
+                        in_transaction=True):
+        if not isinstance(answer, int):
+            raise answer  # the entry stays: the whole transaction is rolled back
+        ids.append(answer)
+    _delete_failures(txn, part, [failed.id for failed, _ in taken])
+    return [RetriedJob(failed.id, job, PushedJob(job_id, now, now + run_after * 1000))
+            for (failed, _), job, job_id in zip(taken, jobs, ids)]
+
+
+def _delete_failed_matching(txn: Txn, part: str, selection: FailedFilter, limit: int) -> int:
+    ids = [row[0] for row in _select_failed(txn, part, selection, limit)]
+    return _delete_failures(txn, part, ids) if ids else 0
+
+
+def _failed_cutoff(txn: Txn, part: str, keep: int) -> Cursor | None:
+    # The id range bounds the number of entries: when it is within the limit there is
+    # nothing to prune, and the scan of ``keep`` index entries below is not needed.
+    txn.execute("SELECT MIN(failure_id), MAX(failure_id) FROM %s" % failure_table(part))
+    low, high = txn.fetchone()
+    if low is None or int(high) - int(low) + 1 <= keep:
+        return None
+    txn.execute(
+        "SELECT failed_at, failure_id FROM %s ORDER BY failed_at DESC, failure_id DESC"
+        " LIMIT 1 OFFSET %d" % (failure_table(part), keep))
+    row = txn.fetchone()
+    return None if row is None else Cursor(int(row[0]), int(row[1]))
 
 
 def _counts(txn: Txn, parts: Sequence[str], limit: int) -> dict[str, StateCounts]:

@@ -8,18 +8,25 @@ from __future__ import annotations
 import json
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+import attrs
+
 from fireworq import jsontext
 from fireworq.model import (
     Completion,
     CompletionKind,
     Cursor,
+    FailedFilter,
     FailedJob,
     InFlight,
     Job,
     JobState,
     JobStatus,
     Page,
+    QueueDefinition,
+    RetrySettings,
     WorkerResult,
+    own_members,
+    with_own_members,
 )
 
 #: Columns of a job row, in the order ``job_from_row`` reads them.
@@ -33,6 +40,18 @@ FAILED_COLUMNS = (
 )
 
 
+#: Our tables beside Fireworq's repository tables: one row per queue with our members
+#: (a JSON object) and the paused flag, and the change counter of those rows.
+OWN_QUEUE_TABLE = "fireworqpy_queue"
+OWN_REVISION_TABLE = "fireworqpy_config_revision"
+OWN_REVISION = "queue"
+#: Columns of a failure-log row joined with its push settings (aliases ``f`` and ``s``).
+FAILED_WITH_SETTINGS = (
+    "f.failure_id, f.job_id, f.category, f.url, f.payload, f.result, f.fail_count,"
+    " f.failed_at, f.created_at, s.max_retries, s.retry_delay, s.timeout"
+)
+
+
 def job_table(part: str) -> str:
     """The quoted name of a queue's job table (backquotes work in both dialects)."""
     return "`fireworq_jq(%s)`" % part
@@ -40,6 +59,72 @@ def job_table(part: str) -> str:
 
 def failure_table(part: str) -> str:
     return "`fireworq_jq_fail(%s)`" % part
+
+
+def settings_table(part: str) -> str:
+    """Our table of the push settings of each failure-log entry we write (at most 63
+    characters for a 46-character queue name)."""
+    return "`fireworqpy_fail(%s)`" % part
+
+
+def failed_with_settings(part: str) -> str:
+    """The failure log joined with the settings of its entries. An entry's settings row
+    counts only for the same job: a failure id that Fireworq reused after our entry was
+    deleted does not inherit it."""
+    return ("%s f LEFT JOIN %s s ON s.failure_id = f.failure_id AND s.job_id = f.job_id"
+            % (failure_table(part), settings_table(part)))
+
+
+def failed_and_settings_from_row(row: Sequence[Any]) -> tuple[FailedJob, RetrySettings | None]:
+    settings = None
+    if row[9] is not None:
+        settings = RetrySettings(int(row[9]), int(row[10]), int(row[11]))
+    return failed_from_row(row), settings
+
+
+def selection_condition(
+    selection: FailedFilter, placeholder: str, category: Any
+) -> tuple[str, list[Any]]:
+    """The SQL condition of a ``FailedFilter`` on ``failure f``; ``category`` is the
+    category as the dialect binds it."""
+    conditions, params = ["1 = 1"], []
+    if selection.failure_id is not None:
+        conditions.append("f.failure_id = " + placeholder)
+        params.append(selection.failure_id)
+    if selection.category is not None:
+        conditions.append("f.category = " + placeholder)
+        params.append(category)
+    if selection.failed_after is not None:
+        conditions.append("f.failed_at >= " + placeholder)
+        params.append(selection.failed_after)
+    if selection.failed_before is not None:
+        conditions.append("f.failed_at < " + placeholder)
+        params.append(selection.failed_before)
+    if selection.up_to is not None:
+        conditions.append(keyset_condition("f.failed_at", "f.failure_id", True, placeholder))
+        params += [selection.up_to.time, selection.up_to.time, selection.up_to.id]
+    return " AND ".join(conditions), params
+
+
+def encode_members(definition: QueueDefinition) -> bytes:
+    """Our members of a definition as stored: a compact JSON object, defaults left out."""
+    return json.dumps(own_members(definition), separators=(",", ":")).encode("utf-8")
+
+
+def with_stored_members(definition: QueueDefinition, paused: Any, members: Any
+                        ) -> QueueDefinition:
+    """A definition read from Fireworq's tables, completed with our row (``None``s when
+    it has none, as for a queue defined by Fireworq)."""
+    if members:
+        try:
+            stored = json.loads(blob(members).decode("utf-8", "replace"))
+        except ValueError:
+            stored = None
+        if isinstance(stored, dict):
+            definition = with_own_members(definition, stored)
+    if paused:
+        definition = attrs.evolve(definition, paused=True)
+    return definition
 
 
 def text(value: Any) -> str:

@@ -12,6 +12,7 @@ import random
 import sqlite3
 from typing import Any, Callable, Collection, Sequence, TypeVar
 
+import attrs
 from twisted.enterprise import adbapi
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 
@@ -19,6 +20,7 @@ from fireworq.errors import NotStored, StoreUnavailable
 from fireworq.model import (
     Completion,
     Cursor,
+    FailedFilter,
     FailedJob,
     FailedOrder,
     InFlight,
@@ -28,25 +30,37 @@ from fireworq.model import (
     Page,
     PushedJob,
     QueueDefinition,
+    RetriedJob,
     Routing,
     StateCounts,
     failed_position,
     job_position,
+    retried_job,
 )
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
+    FAILED_WITH_SETTINGS,
     JOB_COLUMNS,
     bounded_counts,
     encode_result,
     except_in_flight,
+    OWN_QUEUE_TABLE,
+    OWN_REVISION,
+    OWN_REVISION_TABLE,
+    encode_members,
+    failed_and_settings_from_row,
     failed_from_row,
+    failed_with_settings,
     failure_table,
     group_completions,
     job_from_row,
     job_table,
     keyset_condition,
     page_of,
+    selection_condition,
+    settings_table,
+    with_stored_members,
 )
 
 T = TypeVar("T")
@@ -63,6 +77,11 @@ _REPOSITORY_SCHEMA = (
     " job_category TEXT NOT NULL PRIMARY KEY, queue_name TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS config_revision ("
     " name TEXT NOT NULL PRIMARY KEY, revision INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS %s ("
+    " name TEXT NOT NULL PRIMARY KEY, paused INTEGER NOT NULL DEFAULT 0,"
+    " members BLOB NOT NULL)" % OWN_QUEUE_TABLE,
+    "CREATE TABLE IF NOT EXISTS %s ("
+    " name TEXT NOT NULL PRIMARY KEY, revision INTEGER NOT NULL)" % OWN_REVISION_TABLE,
 )
 
 _JOB_TABLE_SCHEMA = (
@@ -79,6 +98,9 @@ _JOB_TABLE_SCHEMA = (
     " fail_count INTEGER NOT NULL, failed_at INTEGER NOT NULL, created_at INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS {created_index} ON {failures} (created_at, failure_id)",
     "CREATE INDEX IF NOT EXISTS {failed_index} ON {failures} (failed_at, failure_id)",
+    "CREATE TABLE IF NOT EXISTS {settings} ("
+    " failure_id INTEGER NOT NULL PRIMARY KEY, job_id INTEGER NOT NULL,"
+    " max_retries INTEGER NOT NULL, retry_delay INTEGER NOT NULL, timeout INTEGER NOT NULL)",
 )
 
 _MAX_INTEGER = 2**63 - 1
@@ -153,6 +175,9 @@ class SqliteStore:
     async def put_queue(self, definition: QueueDefinition) -> bool:
         return await self._run("put queue", _put_queue, definition)
 
+    async def set_paused(self, name: str, paused: bool) -> QueueDefinition | None:
+        return await self._run("pause queue", _set_paused, name, paused)
+
     async def delete_queue(self, name: str) -> QueueDefinition | None:
         return await self._run("delete queue", _delete_queue, name)
 
@@ -169,7 +194,7 @@ class SqliteStore:
     async def delete_routing(self, category: str) -> Routing | None:
         return await self._run("delete routing", _delete_routing, category)
 
-    async def revisions(self) -> tuple[int, int]:
+    async def revisions(self) -> tuple[int, int, int]:
         return await self._run("read revisions", _revisions)
 
     # Jobs
@@ -222,6 +247,21 @@ class SqliteStore:
     async def delete_failed(self, table: str, failure_id: int) -> FailedJob | None:
         return await self._run("delete failed", _get_failed, table, failure_id, True)
 
+    async def retry_failed(
+        self, table: str, selection: FailedFilter, limit: int, run_after: int
+    ) -> list[RetriedJob]:
+        return await self._run("retry failed", _retry_failed, table, selection, limit,
+                               run_after, self._now())
+
+    async def delete_failed_matching(
+        self, table: str, selection: FailedFilter, limit: int
+    ) -> int:
+        return await self._run("delete failed", _delete_failed_matching, table, selection,
+                               limit)
+
+    async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
+        return await self._run("find failure cutoff", _failed_cutoff, table, keep)
+
     async def counts(
         self, tables: Sequence[str], limit: int = COUNT_LIMIT
     ) -> dict[str, StateCounts]:
@@ -251,12 +291,15 @@ def _create_repository(txn: Cursor_) -> None:
         txn.execute(
             "INSERT OR IGNORE INTO config_revision (name, revision) VALUES (?, 0)", (name,)
         )
+    txn.execute("INSERT OR IGNORE INTO %s (name, revision) VALUES (?, 0)" % OWN_REVISION_TABLE,
+                (OWN_REVISION,))
 
 
 def _create_job_tables(txn: Cursor_, part: str) -> None:
     names = {
         "jobs": job_table(part),
         "failures": failure_table(part),
+        "settings": settings_table(part),
         "grab_index": "`fireworq_jq(%s)_grab`" % part,
         "created_index": "`fireworq_jq_fail(%s)_created`" % part,
         "failed_index": "`fireworq_jq_fail(%s)_failed`" % part,
@@ -270,21 +313,27 @@ def _bump_revision(txn: Cursor_, name: str) -> None:
     txn.execute("UPDATE config_revision SET revision = revision + 1 WHERE name = ?", (name,))
 
 
+def _bump_own_revision(txn: Cursor_) -> None:
+    txn.execute("UPDATE %s SET revision = revision + 1 WHERE name = ?" % OWN_REVISION_TABLE,
+                (OWN_REVISION,))
+
+
 def _list_queues(txn: Cursor_, name: str | None) -> list[QueueDefinition]:
     query = (
         "SELECT q.name, q.polling_interval, q.max_workers,"
-        " t.max_dispatches_per_second, t.max_burst_size"
+        " t.max_dispatches_per_second, t.max_burst_size, o.paused, o.members"
         " FROM queue q LEFT JOIN queue_throttle t ON t.name = q.name"
+        " LEFT JOIN %s o ON o.name = q.name" % OWN_QUEUE_TABLE
     )
     if name is None:
         txn.execute(query + " ORDER BY q.name")
     else:
         txn.execute(query + " WHERE q.name = ?", (name,))
     return [
-        QueueDefinition(
+        with_stored_members(QueueDefinition(
             name=row[0], polling_interval=int(row[1]), max_workers=int(row[2]),
             max_dispatches_per_second=float(row[3] or 0.0), max_burst_size=int(row[4] or 0),
-        )
+        ), row[5], row[6])
         for row in txn.fetchall()
     ]
 
@@ -292,8 +341,9 @@ def _list_queues(txn: Cursor_, name: str | None) -> list[QueueDefinition]:
 def _put_queue(txn: Cursor_, definition: QueueDefinition) -> bool:
     txn.execute("BEGIN IMMEDIATE")
     existing = _list_queues(txn, definition.name)
-    if existing and existing[0] == definition:
-        return False
+    members_changed = _put_members(txn, definition, existing[0] if existing else None)
+    if existing and existing[0].fireworq_members == definition.fireworq_members:
+        return members_changed
     txn.execute(
         "INSERT INTO queue (name, polling_interval, max_workers) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO UPDATE SET polling_interval = excluded.polling_interval,"
@@ -311,6 +361,39 @@ def _put_queue(txn: Cursor_, definition: QueueDefinition) -> bool:
     return True
 
 
+def _put_members(txn: Cursor_, definition: QueueDefinition,
+                 existing: QueueDefinition | None) -> bool:
+    """Our members of a definition; whether they changed. A new queue starts unpaused
+    (a row left by a queue that Fireworq deleted is replaced); a stored one keeps its
+    paused flag."""
+    members = encode_members(definition)
+    if existing is None:
+        txn.execute("INSERT OR REPLACE INTO %s (name, paused, members) VALUES (?, 0, ?)"
+                    % OWN_QUEUE_TABLE, (definition.name, members))
+    elif encode_members(existing) == members:
+        return False
+    else:
+        txn.execute("INSERT INTO %s (name, paused, members) VALUES (?, 0, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET members = excluded.members"
+                    % OWN_QUEUE_TABLE, (definition.name, members))
+    _bump_own_revision(txn)
+    return True
+
+
+def _set_paused(txn: Cursor_, name: str, paused: bool) -> QueueDefinition | None:
+    txn.execute("BEGIN IMMEDIATE")
+    existing = _list_queues(txn, name)
+    if not existing or existing[0].paused == paused:
+        return existing[0] if existing else None
+    txn.execute(
+        "INSERT INTO %s (name, paused, members) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET paused = excluded.paused" % OWN_QUEUE_TABLE,
+        (name, int(paused), encode_members(existing[0])),
+    )
+    _bump_own_revision(txn)
+    return attrs.evolve(existing[0], paused=paused)
+
+
 def _delete_queue(txn: Cursor_, name: str) -> QueueDefinition | None:
     txn.execute("BEGIN IMMEDIATE")
     existing = _list_queues(txn, name)
@@ -318,6 +401,7 @@ def _delete_queue(txn: Cursor_, name: str) -> QueueDefinition | None:
         return None
     txn.execute("DELETE FROM queue WHERE name = ?", (name,))
     txn.execute("DELETE FROM queue_throttle WHERE name = ?", (name,))
+    txn.execute("DELETE FROM %s WHERE name = ?" % OWN_QUEUE_TABLE, (name,))
     _bump_revision(txn, "queue_definition")
     return existing[0]
 
@@ -358,10 +442,12 @@ def _delete_routing(txn: Cursor_, category: str) -> Routing | None:
     return existing[0]
 
 
-def _revisions(txn: Cursor_) -> tuple[int, int]:
-    txn.execute("SELECT name, revision FROM config_revision")
+def _revisions(txn: Cursor_) -> tuple[int, int, int]:
+    txn.execute("SELECT name, revision FROM config_revision UNION ALL"
+                " SELECT '.' || name, revision FROM %s" % OWN_REVISION_TABLE)
     found = {row[0]: int(row[1]) for row in txn.fetchall()}
-    return found.get("queue_definition", 0), found.get("routing", 0)
+    return (found.get("queue_definition", 0), found.get("routing", 0),
+            found.get("." + OWN_REVISION, 0))
 
 
 def _push(
@@ -370,17 +456,25 @@ def _push(
     txn.execute("BEGIN IMMEDIATE")  # may wait for another process (busy_timeout)
     pushed: list[PushedJob | NotStored] = not_sent(len(jobs))
     for index in handed_over(len(jobs), handover):
-        part, job = jobs[index]
-        next_try = now + job.run_after * 1000
-        txn.execute(
-            "INSERT INTO %s (next_try, created_at, retry_count, retry_delay, fail_count,"
-            " category, url, payload, timeout) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)"
-            % job_table(part),
-            (next_try, now, job.max_retries, job.retry_delay, job.category,
-             job.url.encode("utf-8"), job.payload, job.timeout),
-        )
-        pushed[index] = PushedJob(int(txn.lastrowid), now, next_try)
+        pushed[index] = _insert_job(txn, *jobs[index], now)
     return pushed
+
+
+def _insert_jobs(txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], now: int
+                 ) -> list[PushedJob]:
+    return [_insert_job(txn, part, job, now) for part, job in jobs]
+
+
+def _insert_job(txn: Cursor_, part: str, job: NewJob, now: int) -> PushedJob:
+    next_try = now + job.run_after * 1000
+    txn.execute(
+        "INSERT INTO %s (next_try, created_at, retry_count, retry_delay, fail_count,"
+        " category, url, payload, timeout) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?)"
+        % job_table(part),
+        (next_try, now, job.max_retries, job.retry_delay, job.category,
+         job.url.encode("utf-8"), job.payload, job.timeout),
+    )
+    return PushedJob(int(txn.lastrowid), now, next_try)
 
 
 def _due_tables(txn: Cursor_, parts: Sequence[str], now: int) -> set[str]:
@@ -448,6 +542,11 @@ def _complete(txn: Cursor_, completions: Sequence[Completion], now: int) -> None
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" % failure_table(completion.table),
             (job.id, job.category, job.url.encode("utf-8"), job.payload,
              encode_result(completion.result), job.fail_count + 1, now, job.created_at),
+        )
+        txn.execute(
+            "INSERT OR REPLACE INTO %s (failure_id, job_id, max_retries, retry_delay, timeout)"
+            " VALUES (?, ?, ?, ?, ?)" % settings_table(completion.table),
+            (txn.lastrowid, job.id, job.max_retries, job.retry_delay, job.timeout),
         )
 
 
@@ -525,8 +624,56 @@ def _get_failed(txn: Cursor_, part: str, failure_id: int, delete: bool) -> Faile
     if row is None:
         return None
     if delete:
-        txn.execute("DELETE FROM %s WHERE failure_id = ?" % failure_table(part), (failure_id,))
+        _delete_failures(txn, part, [failure_id])
     return failed_from_row(row)
+
+
+def _delete_failures(txn: Cursor_, part: str, ids: Sequence[int]) -> int:
+    marks = ",".join("?" * len(ids))
+    txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (failure_table(part), marks), ids)
+    deleted = int(txn.rowcount)
+    txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (settings_table(part), marks), ids)
+    return deleted
+
+
+def _select_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int
+                   ) -> list[Any]:
+    condition, params = selection_condition(selection, "?", selection.category)
+    txn.execute(
+        "SELECT %s FROM %s WHERE %s ORDER BY f.failed_at, f.failure_id LIMIT ?"
+        % (FAILED_WITH_SETTINGS, failed_with_settings(part), condition),
+        (*params, limit),
+    )
+    return list(txn.fetchall())
+
+
+def _retry_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int,
+                  run_after: int, now: int) -> list[RetriedJob]:
+    txn.execute("BEGIN IMMEDIATE")
+    taken = [failed_and_settings_from_row(row) for row in _select_failed(
+        txn, part, selection, limit)]
+    if not taken:
+        return []
+    jobs = [retried_job(failed, settings, run_after) for failed, settings in taken]
+    pushed = _insert_jobs(txn, [(part, job) for job in jobs], now)
+    _delete_failures(txn, part, [failed.id for failed, _ in taken])
+    return [RetriedJob(failed.id, job, done)
+            for (failed, _), job, done in zip(taken, jobs, pushed)]
+
+
+def _delete_failed_matching(txn: Cursor_, part: str, selection: FailedFilter, limit: int
+                            ) -> int:
+    txn.execute("BEGIN IMMEDIATE")
+    ids = [row[0] for row in _select_failed(txn, part, selection, limit)]
+    return _delete_failures(txn, part, ids) if ids else 0
+
+
+def _failed_cutoff(txn: Cursor_, part: str, keep: int) -> Cursor | None:
+    txn.execute(
+        "SELECT failed_at, failure_id FROM %s ORDER BY failed_at DESC, failure_id DESC"
+        " LIMIT 1 OFFSET ?" % failure_table(part), (keep,))
+    row = txn.fetchone()
+    return None if row is None else Cursor(int(row[0]), int(row[1]))
 
 
 def _counts(txn: Cursor_, part: str, limit: int, now: int) -> StateCounts:
