@@ -61,6 +61,13 @@ class _Snapshot:
             "fireworq_queue_jobs", "Jobs in the store by state.", labels=["queue", "state"])
         failed = GaugeMetricFamily(
             "fireworq_failed_jobs", "Entries in the queue's failure log.", labels=["queue"])
+        paused = GaugeMetricFamily(
+            "fireworq_queue_paused", "1 if the queue is paused (as this node knows it).",
+            labels=["queue"])
+        pruned = CounterMetricFamily(
+            "fireworq_failed_jobs_pruned",
+            "Failure-log entries removed by this node for the queue's retention settings.",
+            labels=["queue"])
         for name, dispatcher in queues:
             stats = dispatcher.snapshot()
             pushed.add_metric([name], stats.total_pushes)
@@ -78,6 +85,8 @@ class _Snapshot:
             workers.add_metric([name, "total"], stats.total_workers)
             workers.add_metric([name, "idle"], stats.idle_workers)
             active.add_metric([name], 1 if stats.active else 0)
+            paused.add_metric([name], 1 if stats.paused else 0)
+            pruned.add_metric([name], stats.failures_pruned)
             if self._counts is not None:
                 counts = self._counts.get(dispatcher.table, StateCounts())
                 jobs.add_metric([name, "waiting"], counts.waiting)
@@ -89,6 +98,7 @@ class _Snapshot:
         store_up.add_metric([], 1 if self._counts is not None else 0)
         families: list[Metric] = [
             pushed, popped, completed, failures, delivery, latency, workers, active, store_up,
+            paused, pruned,
         ]
         if self._counts is not None:
             families += [jobs, failed]

@@ -188,6 +188,15 @@ class QueueManager:
         self._remove(name)
         return deleted
 
+    async def set_paused(self, name: str, paused: bool) -> QueueDefinition:
+        """Pause or resume a queue: stored, in effect here at once, elsewhere at the next
+        refresh. Deliveries in progress go on; a paused queue still takes pushes."""
+        stored = await self._store.set_paused(name, paused)
+        if stored is None:
+            raise NotFound("No such queue: %s" % name)
+        await self._apply(stored)
+        return stored
+
     async def _apply(self, definition: QueueDefinition) -> None:
         name = definition.name
         if not is_valid_queue_name(name):
@@ -311,14 +320,16 @@ class QueueManager:
             return Deferred.fromCoroutine(self.push(category, job))
         definition = dispatcher.definition
         return self._pushes.submit((definition.table, job)).addCallback(
-            self._accepted, definition.name, job)
+            self.accepted, definition.name, job)
 
     async def push(self, category: str, job: NewJob) -> Accepted:
         definition = await self.route(category)
         pushed = await self._pushes.submit((definition.table, job))
-        return self._accepted(pushed, definition.name, job)
+        return self.accepted(pushed, definition.name, job)
 
-    def _accepted(self, pushed: PushedJob, queue_name: str, job: NewJob) -> Accepted:
+    def accepted(self, pushed: PushedJob, queue_name: str, job: NewJob) -> Accepted:
+        """What follows a stored push here (also of a retried failure-log entry): stats,
+        the queue log's push line, and a wake-up of the dispatcher."""
         dispatcher = self.dispatchers.get(queue_name)
         if dispatcher is not None:
             dispatcher.stats.pushed()

@@ -1468,6 +1468,18 @@ class StoreContractMixin(_Base):
             "mail", FailedFilter(failure_id=entries[0].id), 100), 0)
         self.assertEqual(await self.store.counts(["mail"]), {"mail": StateCounts(failed=5)})
 
+    async def test_filterTimesAtTheEdges(self) -> None:
+        """Times from year 1 to year 9999 (what RFC 3339 can say) are valid bounds."""
+        entries = await self.retryFixture()
+        first, last = -62135596800000, 253402300799999
+        wide = FailedFilter(failed_after=first, failed_before=last)
+        self.assertEqual(await self.store.delete_failed_matching("mail", wide, 3), 3)
+        outside = FailedFilter(failed_before=first)
+        self.assertEqual(await self.store.delete_failed_matching("mail", outside, 100), 0)
+        self.assertEqual(await self.store.retry_failed(
+            "mail", FailedFilter(failed_after=last), 100, 0), [])
+        self.assertEqual(len(await self.failureLog("mail")), len(entries) - 3)
+
     async def test_failedCutoff(self) -> None:
         """
         The cutoff of C{keep} is the newest entry beyond the C{keep} newest; removing up

@@ -52,7 +52,9 @@ ROUTES = {
     "/queue/{q}/node": "GET HEAD", "/queue/{q}/stats": "GET HEAD",
     "/queue/{q}/grabbed": "GET HEAD", "/queue/{q}/waiting": "GET HEAD",
     "/queue/{q}/deferred": "GET HEAD", "/queue/{q}/job/{id}": "GET HEAD DELETE",
-    "/queue/{q}/failed": "GET HEAD", "/queue/{q}/failed/{id}": "GET HEAD DELETE",
+    "/queue/{q}/failed": "GET HEAD DELETE", "/queue/{q}/failed/{id}": "GET HEAD DELETE",
+    "/queue/{q}/failed/{id}/retry": "POST", "/queue/{q}/failed/retry": "POST",
+    "/queue/{q}/pause": "POST", "/queue/{q}/resume": "POST",
     "/routings": "GET HEAD", "/routing/{c}": "GET HEAD PUT DELETE", "/job/{c}": "POST",
 }
 TOKEN_CHARS = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
@@ -153,11 +155,16 @@ json_values = st.recursive(
 )
 FIELDS = ["url", "payload", "run_after", "max_retries", "retry_delay", "timeout", "category",
           "queue_name", "job_category", "name", "polling_interval", "max_workers",
-          "max_dispatches_per_second", "max_burst_size"]
+          "max_dispatches_per_second", "max_burst_size", "failed_job_ttl", "failed_job_limit",
+          "failed_after", "failed_before", "limit"]
 field_values = st.one_of(
     json_values,
     st.integers(min_value=0, max_value=20),
-    st.sampled_from(["http://worker.internal:8000/send", "mail", "t", "default"]),
+    st.sampled_from(["http://worker.internal:8000/send", "mail", "t", "default",
+                     "send_welcome", "2024-11-28T10:40:00Z", "2024-11-28T19:40:00.25+09:00",
+                     "9999-12-31T23:59:59.999999999-23:59", "0000-01-01T00:00:00Z",
+                     "2024-02-30T00:00:00Z", "2024-11-28T10:40:00", 10000, 10001, 315360000,
+                     100000001]),
 )
 objects = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=6),

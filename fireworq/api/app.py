@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable
 from urllib.parse import unquote_to_bytes
 
+import attrs
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
@@ -26,9 +27,18 @@ from fireworq.api import render, validate
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.cursor import decode_cursor
 from fireworq.errors import InvalidInput, JobTooLarge, NotFound, StoreUnavailable
+from fireworq.failures import FailureLog
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fireworq.metrics import render_metrics
-from fireworq.model import FailedOrder, JobState, NewJob, QueueDefinition, Routing
+from fireworq.model import (
+    MAX_FAILED_JOB_LIMIT,
+    MAX_FAILED_JOB_TTL,
+    FailedOrder,
+    JobState,
+    NewJob,
+    QueueDefinition,
+    Routing,
+)
 from fireworq.procstats import process_stats
 from fireworq.queues import Accepted, QueueManager
 from fireworq.storage import Store
@@ -40,6 +50,7 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 METHOD_ORDER = ("GET", "HEAD", "PUT", "DELETE", "POST")
 READINESS_TIMEOUT = 2.0
+MAX_RUN_AFTER = 315360000
 # The push answer, members in the order of API.md 2.18 (a template: it is the hottest path).
 _PUSHED = (
     '{"id":%d,"queue_name":%s,"category":%s,"url":%s,"payload":%s,"run_after":%d,'
@@ -47,6 +58,16 @@ _PUSHED = (
 )
 _STATE_LISTS = {"grabbed": JobState.GRABBED, "waiting": JobState.WAITING,
                 "deferred": JobState.DEFERRED}
+_WHITESPACE = b" \t\r\n"
+
+
+def push_answer(job_id: int, queue_name: str, job: NewJob, payload_text: str) -> bytes:
+    """The answer of a push (API.md 2.18); ``payload_text`` is JSON text, already compact."""
+    return (_PUSHED % (
+        job_id, jsontext.encode_str(queue_name), jsontext.encode_str(job.category),
+        jsontext.encode_str(job.url), payload_text, job.run_after, job.timeout,
+        job.retry_delay, job.max_retries,
+    )).encode("utf-8")
 
 
 def respond(request: IRequest, code: int, body: bytes, content_type: bytes = JSON) -> bytes:
@@ -132,6 +153,7 @@ class FireworqAPI:
         self._settings = settings
         self._started_at = started_at
         self._store_counts = StoreCounts(store, clock, timeout=READINESS_TIMEOUT)
+        self._failures = FailureLog(store, manager)
 
     def resource(self) -> IResource:
         return PathCheck(self.app.resource(), self.push_now)
@@ -234,12 +256,18 @@ class FireworqAPI:
         validate.queue_name(queue_name)
         members = self._body(request)
         jsontext.get_string(members, "name")  # checked, then ignored: the path names it
-        definition = self._manager.resolve(
-            queue_name,
-            polling_interval=jsontext.get_int(members, "polling_interval", 0, 3600000) or 0,
-            max_workers=jsontext.get_int(members, "max_workers", 0, 10000) or 0,
-            rate=jsontext.get_number(members, "max_dispatches_per_second", 0, 1000000) or 0.0,
-            burst=jsontext.get_int(members, "max_burst_size", 0, 1000000) or 0,
+        polling_interval = jsontext.get_int(members, "polling_interval", 0, 3600000) or 0
+        max_workers = jsontext.get_int(members, "max_workers", 0, 10000) or 0
+        rate = jsontext.get_number(members, "max_dispatches_per_second", 0, 1000000) or 0.0
+        burst = jsontext.get_int(members, "max_burst_size", 0, 1000000) or 0
+        # Ours replace what was stored, as Fireworq's members do: absent means 0.
+        failed_job_ttl = jsontext.get_int(members, "failed_job_ttl", 0, MAX_FAILED_JOB_TTL)
+        failed_job_limit = jsontext.get_int(
+            members, "failed_job_limit", 0, MAX_FAILED_JOB_LIMIT)
+        definition = attrs.evolve(
+            self._manager.resolve(queue_name, polling_interval=polling_interval,
+                                  max_workers=max_workers, rate=rate, burst=burst),
+            failed_job_ttl=failed_job_ttl or 0, failed_job_limit=failed_job_limit or 0,
         )
         stored = await self._manager.put_queue(definition)
         return respond_json(request, render.queue_definition(stored))
@@ -248,6 +276,16 @@ class FireworqAPI:
     async def delete_queue(self, request: IRequest, queue_name: str) -> bytes:
         deleted = await self._manager.delete_queue(queue_name)
         return respond_json(request, render.queue_definition(deleted))
+
+    @app.route("/queue/<queue_name>/pause", methods=["POST"])
+    async def pause(self, request: IRequest, queue_name: str) -> bytes:
+        paused = await self._manager.set_paused(queue_name, True)
+        return respond_json(request, render.queue_definition(paused))
+
+    @app.route("/queue/<queue_name>/resume", methods=["POST"])
+    async def resume(self, request: IRequest, queue_name: str) -> bytes:
+        resumed = await self._manager.set_paused(queue_name, False)
+        return respond_json(request, render.queue_definition(resumed))
 
     def _known(self, queue_name: str) -> QueueDefinition:
         definition = self._manager.definition(queue_name)
@@ -316,6 +354,33 @@ class FireworqAPI:
         definition = self._known(queue_name)
         page = await self._store.list_failed(definition.table, FailedOrder(order), cursor, limit)
         return respond_json(request, render.failed_page(page))
+
+    @app.route("/queue/<queue_name>/failed", methods=["DELETE"])
+    async def delete_failed_many(self, request: IRequest, queue_name: str) -> bytes:
+        selection, limit = validate.failed_filter(self._optional_body(request))
+        definition = self._known(queue_name)
+        deleted = await self._failures.delete_many(definition, selection, limit)
+        return respond_json(request, {"deleted": deleted})
+
+    @app.route("/queue/<queue_name>/failed/retry", methods=["POST"])
+    async def retry_failed_many(self, request: IRequest, queue_name: str) -> bytes:
+        selection, limit = validate.failed_filter(self._optional_body(request))
+        definition = self._known(queue_name)
+        retried = await self._failures.retry_many(definition, selection, limit)
+        return respond_json(
+            request, {"retried": len(retried), "jobs": [r.pushed.id for r in retried]})
+
+    @app.route("/queue/<queue_name>/failed/<failure_id>/retry", methods=["POST"])
+    async def retry_failed(self, request: IRequest, queue_name: str, failure_id: str) -> bytes:
+        number = validate.identifier(failure_id, "failure id")
+        run_after = jsontext.get_int(
+            self._optional_body(request), "run_after", 0, MAX_RUN_AFTER) or 0
+        definition = self._known(queue_name)
+        retried = await self._failures.retry(definition, number, run_after)
+        # The payload as the failure log shows it: the push's own text is not kept.
+        payload = jsontext.reread_payload(retried.job.payload).text
+        return respond(request, 200, push_answer(
+            retried.pushed.id, definition.name, retried.job, payload))
 
     @app.route("/queue/<queue_name>/failed/<failure_id>", methods=["GET"])
     async def get_failed(self, request: IRequest, queue_name: str, failure_id: str) -> bytes:
@@ -392,13 +457,9 @@ class FireworqAPI:
     ) -> None:
         if request.channel is None:  # type: ignore[attr-defined]
             return  # the client went away; nobody to answer
-        body = _PUSHED % (
-            accepted.job.id, jsontext.encode_str(accepted.queue_name),
-            jsontext.encode_str(job.category), jsontext.encode_str(job.url),
-            "null" if echo is None else echo.text, job.run_after, job.timeout,
-            job.retry_delay, job.max_retries,
-        )
-        request.write(respond(request, 200, body.encode("utf-8")))
+        body = push_answer(accepted.job.id, accepted.queue_name, job,
+                           "null" if echo is None else echo.text)
+        request.write(respond(request, 200, body))
         request.finish()
 
     def _push_failed(self, failure: Failure, request: IRequest) -> None:
@@ -416,7 +477,7 @@ class FireworqAPI:
         payload = members.get("payload")
         if payload is not None and payload.value is None:
             payload = None
-        run_after = jsontext.get_int(members, "run_after", 0, 315360000) or 0
+        run_after = jsontext.get_int(members, "run_after", 0, MAX_RUN_AFTER) or 0
         max_retries = jsontext.get_int(members, "max_retries", 0, 1000000) or 0
         retry_delay = jsontext.get_int(members, "retry_delay", 0, 31536000) or 0
         timeout = jsontext.get_int(members, "timeout", 0, 86400) or 0
@@ -433,6 +494,15 @@ class FireworqAPI:
         return job, jsontext.payload_echo(payload)
 
     def _body(self, request: IRequest) -> dict[str, jsontext.Member]:
-        content = request.content
-        body: bytes = content.read() if content is not None else b""
-        return jsontext.parse_object(body)
+        return jsontext.parse_object(_read(request))
+
+    def _optional_body(self, request: IRequest) -> dict[str, jsontext.Member]:
+        """A body that may be left out: none (or only whitespace) means no members."""
+        body = _read(request)
+        return jsontext.parse_object(body) if body.strip(_WHITESPACE) else {}
+
+
+def _read(request: IRequest) -> bytes:
+    content = request.content
+    body: bytes = content.read() if content is not None else b""
+    return body

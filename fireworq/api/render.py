@@ -20,6 +20,13 @@ def queue_definition(definition: QueueDefinition) -> dict[str, Any]:
         rendered["max_dispatches_per_second"] = definition.max_dispatches_per_second
     if definition.max_burst_size:
         rendered["max_burst_size"] = definition.max_burst_size
+    # Ours after Fireworq's, each only when set: a queue without them reads as in Fireworq.
+    if definition.failed_job_ttl:
+        rendered["failed_job_ttl"] = definition.failed_job_ttl
+    if definition.failed_job_limit:
+        rendered["failed_job_limit"] = definition.failed_job_limit
+    if definition.paused:
+        rendered["paused"] = True
     return rendered
 
 
@@ -72,7 +79,7 @@ def failed_page(page: Page[FailedJob]) -> dict[str, Any]:
 
 
 def queue_stats(stats: QueueSnapshot) -> dict[str, Any]:
-    return {
+    rendered = {
         "total_pushes": stats.total_pushes,
         "total_pops": stats.total_pops,
         "total_successes": stats.total_successes,
@@ -87,6 +94,9 @@ def queue_stats(stats: QueueSnapshot) -> dict[str, Any]:
         "idle_workers": stats.idle_workers,
         "active_nodes": 1 if stats.active else 0,
     }
+    if stats.paused:
+        rendered["paused"] = True
+    return rendered
 
 
 def error(code: int, message: str) -> dict[str, Any]:

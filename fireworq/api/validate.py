@@ -8,8 +8,10 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web.iweb import IRequest
 
+from fireworq import jsontext
 from fireworq.errors import InvalidInput
-from fireworq.model import MAX_QUEUE_NAME_LENGTH, is_valid_category
+from fireworq.model import MAX_QUEUE_NAME_LENGTH, FailedFilter, is_valid_category
+from fireworq.times import parse_ms
 
 _DIGITS = re.compile(r"[0-9]+")
 _MAX_ID = 2**63 - 1
@@ -61,6 +63,33 @@ def _small_integer(text: str, max_digits: int) -> int | None:
         return None
     significant = text.lstrip("0") or "0"
     return int(significant) if len(significant) <= max_digits else None
+
+
+def time_field(members: dict[str, jsontext.Member], name: str) -> int | None:
+    """A time member (API.md 1.5: RFC 3339) as ms, or None when absent or null."""
+    text = jsontext.get_string(members, name)
+    if text is None:
+        return None
+    value = parse_ms(text)
+    if value is None:
+        raise InvalidInput("Field '%s' must be a time in RFC 3339 form" % name)
+    return value
+
+
+#: Entries a bulk retry or delete takes when the request does not say.
+DEFAULT_BULK_LIMIT = 1000
+MAX_BULK_LIMIT = 10000
+
+
+def failed_filter(members: dict[str, jsontext.Member]) -> tuple[FailedFilter, int]:
+    """The filter and limit of a bulk retry or delete of failure-log entries."""
+    selection = FailedFilter(
+        category=jsontext.get_string(members, "category"),
+        failed_after=time_field(members, "failed_after"),
+        failed_before=time_field(members, "failed_before"),
+    )
+    limit = jsontext.get_int(members, "limit", 1, MAX_BULK_LIMIT) or DEFAULT_BULK_LIMIT
+    return selection, limit
 
 
 def category(text: str) -> str:

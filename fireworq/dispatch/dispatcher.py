@@ -17,6 +17,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fireworq.dispatch.retention import FailureLogPruner
 from fireworq.dispatch.stats import QueueSnapshot, QueueStats
 from fireworq.dispatch.throttle import TokenBucket
 from fireworq.errors import StoreUnavailable
@@ -105,6 +106,7 @@ class QueueDispatcher:
         self._waiting_for_token = 0
         self._in_flight: dict[Deferred[None], Job] = {}
         self._idle_waiters: list[Deferred[None]] = []
+        self._pruner = FailureLogPruner(clock, store, stats, definition)
 
     @property
     def table(self) -> str:
@@ -118,7 +120,7 @@ class QueueDispatcher:
         """The queue's stats and slots as of now."""
         return self.stats.snapshot(
             active=self._active, max_workers=self.definition.max_workers, busy=self._busy,
-            waiting_for_token=self._waiting_for_token,
+            waiting_for_token=self._waiting_for_token, paused=self.definition.paused,
         )
 
     # Lifetime
@@ -158,6 +160,7 @@ class QueueDispatcher:
         """Stop grabbing; the Deferred fires when the deliveries in progress are done."""
         self._running = False
         self._stop_polling()
+        self._pruner.stop()
         if self._grab_call is not None and self._grab_call.active():
             self._grab_call.cancel()
         self._grab_call = None
@@ -207,9 +210,12 @@ class QueueDispatcher:
         """A new definition: later grabs follow it; deliveries in progress are untouched."""
         old, self.definition = self.definition, definition
         self._configure_throttle()
+        self._pruner.configure(definition)
         if self._running and old.polling_interval != definition.polling_interval:
             self._stop_polling()
             self._start_polling()
+        if old.paused and not definition.paused:
+            self.wake()  # due jobs waited while paused
         self._schedule_grab()
 
     def _configure_throttle(self) -> None:
@@ -235,6 +241,7 @@ class QueueDispatcher:
     def set_active(self, active: bool) -> None:
         """Whether this node dispatches the queue; losing it stops grabbing at once."""
         self._active = active
+        self._pruner.set_active(active)
         if active:
             self.wake()
 
@@ -268,8 +275,8 @@ class QueueDispatcher:
         self._schedule_grab()
 
     def _can_grab(self) -> bool:
-        return (self._running and self._active and not self._grabbing and not self._exclusive
-                and self.free_slots > 0)
+        return (self._running and self._active and not self.definition.paused
+                and not self._grabbing and not self._exclusive and self.free_slots > 0)
 
     def _schedule_grab(self) -> None:
         # Wake-ups of one reactor turn (several pushes, several finished jobs) make one grab.
@@ -377,6 +384,8 @@ class QueueDispatcher:
         kind = completion_kind(job, result)
         self._count(job, result, kind, started, finished)
         await self._write(Completion(self.table, job, kind, result))
+        if kind is CompletionKind.FAIL:
+            self._pruner.failure_written()
 
     def _count(
         self, job: Job, result: WorkerResult, kind: CompletionKind, started: float,

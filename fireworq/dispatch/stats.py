@@ -107,6 +107,10 @@ class QueueSnapshot:
     idle_workers: int
     delivery_seconds: HistogramSnapshot
     latency_seconds: HistogramSnapshot
+    #: Whether the queue is paused (its definition says so).
+    paused: bool = False
+    #: Failure-log entries removed by retention.
+    failures_pruned: int = 0
 
 
 class QueueStats:
@@ -121,6 +125,7 @@ class QueueStats:
         self.total_completes = 0
         self.total_elapsed = 0
         self.worker_failure_outcomes = 0  # finished by the worker's permanent-failure
+        self.failures_pruned = 0  # failure-log entries removed by retention
         self.pushes = RateWindow(clock)
         self.pops = RateWindow(clock)
         self.delivery_seconds = Histogram(DELIVERY_BUCKETS)
@@ -135,7 +140,8 @@ class QueueStats:
         self.pops.add(count)
 
     def snapshot(
-        self, *, active: bool, max_workers: int, busy: int, waiting_for_token: int
+        self, *, active: bool, max_workers: int, busy: int, waiting_for_token: int,
+        paused: bool = False,
     ) -> QueueSnapshot:
         """These counters with the dispatcher's slots (given by the dispatcher)."""
         total_workers = max_workers if active else 0
@@ -157,4 +163,6 @@ class QueueStats:
             idle_workers=max(0, total_workers - busy),
             delivery_seconds=self.delivery_seconds.snapshot(),
             latency_seconds=self.latency_seconds.snapshot(),
+            paused=paused,
+            failures_pruned=self.failures_pruned,
         )
