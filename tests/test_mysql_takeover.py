@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 import mysqltools
-from e2e import Daemon, Worker, eventually, now
+from e2e import Daemon, Worker, eventually, now, permanent_failure, success
 
 # --- Fireworq 1.5's DDL, verbatim -----------------------------------------------------------
 
@@ -136,7 +136,7 @@ CATEGORY = "legacy_cat"
 THROTTLED_CATEGORY = "throttled_cat"
 LONG_CATEGORY = "long_cat"
 ORPHAN_GRABBER = 999999999  # a connection id no session has
-DEFER_MS = 3000
+DEFER_MS = 6000  # longer than a daemon start on a loaded machine (about 3 s)
 TZ = "Asia/Tokyo"
 
 # (failure_id, job_id, payload, result, fail_count, failed_at, created_at), as Go wrote them.
@@ -373,3 +373,106 @@ class FireworqTakeoverTests(TestCase):
         self.assertEqual([q["name"] for q in await api.ok("GET", "/queues")],
                          sorted([QUEUE, THROTTLED], key=str.encode))
         self.assertEqual(len(self.worker.received), len(kinds) + 1)
+
+    def fireworq_columns(self) -> list[tuple[Any, ...]]:
+        """Every column of Fireworq's tables as the server describes it, in order."""
+        return self.sql(
+            "SELECT TABLE_NAME, ORDINAL_POSITION, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE,"
+            " COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'fireworqpy%%'"
+            " ORDER BY TABLE_NAME, ORDINAL_POSITION")
+
+    def queue_definition_revision(self) -> int:
+        [(revision,)] = self.sql(
+            "SELECT revision FROM config_revision WHERE name = 'queue_definition'")
+        return int(revision)
+
+    async def test_new_features_leave_fireworq_tables_as_fireworq_reads_them(self) -> None:
+        """Pause, retention members and retries used on a database Fireworq made: Fireworq's
+        tables keep their columns, Fireworq's change counter does not move (its nodes would
+        restart every queue), and the reads Fireworq makes find what our node wrote."""
+        self.write_fireworq_database()
+        columns = self.fireworq_columns()
+        revision = self.queue_definition_revision()
+        daemon = await Daemon.start(
+            self, "mysql", [f"--mysql-dsn={mysqltools.dsn_text(self.database)}"],
+            env={"TZ": TZ})
+        daemon.check_errors = False  # the queue with a long name cannot run (logged)
+        api = daemon.api
+        jobs, failures = fireworq_tables(QUEUE)
+
+        # A queue Fireworq defined, paused and given retention members through our node (a
+        # TTL of ten years: Fireworq's entries were written in 2024).
+        plain = {"name": QUEUE, "polling_interval": 200, "max_workers": 5}
+        self.assertEqual(await api.ok("POST", f"/queue/{QUEUE}/pause"),
+                         {**plain, "paused": True})
+        ours = {**plain, "failed_job_ttl": 315360000, "failed_job_limit": 100}
+        stored = await api.ok("PUT", f"/queue/{QUEUE}", json.dumps(
+            {"max_workers": 5, "failed_job_ttl": 315360000, "failed_job_limit": 100}))
+        self.assertEqual(stored, {**ours, "paused": True})
+
+        # Fireworq's entries retried: one by id, with the settings inferred from its
+        # fail_count (4 attempts: 3 retries), one through a bulk retry.
+        retried = await api.ok("POST", f"/queue/{QUEUE}/failed/1/retry")
+        self.assertEqual({k: retried[k] for k in ("category", "url", "payload", "max_retries",
+                                                  "retry_delay", "timeout", "run_after")},
+                         {"category": CATEGORY, "url": "http://worker.example/fail",
+                          "payload": {"user": 44}, "max_retries": 3, "retry_delay": 0,
+                          "timeout": 0, "run_after": 0})
+        bulk = await api.ok("POST", f"/queue/{QUEUE}/failed/retry",
+                            json.dumps({"category": CATEGORY}))
+        self.assertEqual(bulk["retried"], 1)
+        self.assertEqual(await api.failed(QUEUE), [])
+
+        # A failure written by our node, in a queue Fireworq made.
+        self.worker.policy = lambda received: (
+            permanent_failure("no <thanks> & bye") if received.path == "/ours/fail"
+            else success())
+        pushed = await api.push_ok(THROTTLED_CATEGORY, self.worker.url("/ours/fail"),
+                                   '{"kind": "ours"}', max_retries=0, timeout=3)
+
+        async def written() -> Any:
+            return await api.failed(THROTTLED)
+        [entry] = await eventually(written, timeout=10, what="our failure-log entry")
+        self.assertEqual(entry["job_id"], pushed["id"])
+
+        self.assertEqual(self.queue_definition_revision(), revision)
+
+        # What Fireworq's repository reads.
+        self.assertEqual(self.sql("SELECT name, polling_interval, max_workers FROM queue"
+                                  " ORDER BY name ASC"),
+                         sorted([(QUEUE.encode(), 200, 5), (THROTTLED.encode(), 100, 4),
+                                 (LONG.encode(), 200, 20)]))
+        self.assertEqual(
+            self.sql("SELECT name, max_dispatches_per_second, max_burst_size FROM"
+                     " queue_throttle WHERE name IN (%s, %s) ORDER BY name", (QUEUE, THROTTLED)),
+            [(QUEUE.encode(), 0.0, 0), (THROTTLED.encode(), 0.1, 3)])
+        # What its job queue reads: the retried jobs are due claimed jobs of its own shape.
+        due = {int(job_id) for (job_id,) in self.sql(
+            f"SELECT job_id FROM `{jobs}` WHERE status = 'claimed'"
+            f" AND next_try <= {NOW_MS} ORDER BY next_try ASC LIMIT 100")}
+        self.assertLessEqual({retried["id"], *bulk["jobs"]}, due)
+        [row] = self.sql(
+            f"SELECT job_id, category, url, payload, status, grabber_id, retry_count,"
+            f" retry_delay, fail_count, timeout FROM `{jobs}` WHERE job_id = %s",
+            (retried["id"],))
+        self.assertEqual(row, (retried["id"], CATEGORY.encode(), b"http://worker.example/fail",
+                               b'{"user": 44}', b"claimed", None, 3, 0, 0, 0))
+        # ... and its failure log: our entry, its result as Fireworq writes results.
+        [row] = self.sql(
+            "SELECT failure_id, job_id, category, url, payload, result, fail_count, failed_at,"
+            " created_at FROM `%s` WHERE created_at <= %s ORDER BY created_at DESC,"
+            " failure_id DESC LIMIT 100" % (fireworq_tables(THROTTLED)[1], NOW_MS))
+        self.assertEqual(row[1:5], (pushed["id"], THROTTLED_CATEGORY.encode(),
+                                    self.worker.url("/ours/fail").encode(), b'{"kind": "ours"}'))
+        self.assertEqual(bytes(row[5]), go_json_result(
+            "permanent-failure", 400, "no <thanks> & bye"))
+        self.assertEqual(row[6], 1)
+
+        # Fireworq's tables as they were; ours beside them.
+        self.assertEqual(self.fireworq_columns(), columns)
+        self.assertEqual(self.sql("SELECT name, paused FROM fireworqpy_queue"),
+                         [(QUEUE.encode(), 1)])
+        await api.ok("POST", f"/queue/{QUEUE}/resume")
+        self.assertEqual(self.queue_definition_revision(), revision)
+        self.assertEqual(failures, fireworq_tables(QUEUE)[1])
