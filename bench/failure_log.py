@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -72,31 +73,22 @@ def failure_ids(store: infra.Store) -> list[int]:
 
 
 def retry_each(port: int, ids: list[int]) -> None:
-    pending = iter(ids)
-    lock = threading.Lock()
-    errors: list[BaseException] = []
+    """One request per entry, over ``CONNECTIONS`` keep-alive connections."""
+    local = threading.local()
+    clients: list[infra.Http] = []
 
-    def worker() -> None:
-        client = infra.Http(port)
-        try:
-            while True:
-                with lock:
-                    failure_id = next(pending, None)
-                if failure_id is None:
-                    return
-                client.json("POST", "/queue/%s/failed/%d/retry" % (QUEUE, failure_id))
-        except BaseException as error:
-            errors.append(error)
-        finally:
+    def retry(failure_id: int) -> None:
+        if not hasattr(local, "client"):
+            local.client = infra.Http(port)
+            clients.append(local.client)
+        local.client.json("POST", "/queue/%s/failed/%d/retry" % (QUEUE, failure_id))
+
+    try:
+        with ThreadPoolExecutor(CONNECTIONS) as pool:
+            list(pool.map(retry, ids))
+    finally:
+        for client in clients:
             client.close()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(CONNECTIONS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise infra.BenchError("single retries failed: %r" % errors[0])
 
 
 def one_run(driver: str, server: infra.MySQLServer) -> dict[str, float]:

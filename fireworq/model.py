@@ -38,11 +38,22 @@ MAX_FAILED_JOB_TTL = 315360000
 MAX_FAILED_JOB_LIMIT = 100000000
 
 
-def own_member(default: Any) -> Any:
+@attrs.frozen
+class MemberCodec:
+    """How a member of our own is stored as JSON: ``encode`` gives a JSON value, ``decode``
+    reads one back and raises ``ValueError`` or ``TypeError`` when it cannot (the member
+    then reads as its default). Without them, the value is stored as it is and must read
+    back with exactly the default's type."""
+
+    encode: Callable[[Any], Any] | None = None
+    decode: Callable[[Any], Any] | None = None
+
+
+def own_member(default: Any, codec: MemberCodec = MemberCodec()) -> Any:
     """A queue member that Fireworq does not have: stored in a table of our own (JSON), so
     that adding one needs no schema change; keyword-only, so positional construction keeps
     meaning Fireworq's five members."""
-    return attrs.field(default=default, kw_only=True, metadata={OWN_MEMBER: True})
+    return attrs.field(default=default, kw_only=True, metadata={OWN_MEMBER: codec})
 
 
 @attrs.frozen
@@ -51,8 +62,9 @@ class QueueDefinition:
 
     The first five members are Fireworq's (its ``queue`` and ``queue_throttle`` tables).
     Members made with ``own_member`` are ours: every driver stores them generically (the
-    SQL drivers as one JSON object per queue), ``PUT /queue`` replaces them, and a member
-    equal to its default is not stored. ``paused`` is state rather than definition: only
+    SQL drivers as one JSON object per queue, through a ``MemberCodec`` for values JSON
+    cannot hold as they are), ``PUT /queue`` replaces them, and a member equal to its
+    default is not stored. Adding one needs no schema change. ``paused`` is state rather than definition: only
     pause and resume change it, ``PUT`` keeps it.
     """
 
@@ -87,24 +99,34 @@ class QueueDefinition:
 
 
 def own_members(definition: QueueDefinition) -> dict[str, Any]:
-    """Our members that differ from their defaults, by name, in definition order."""
-    return {
-        field.name: getattr(definition, field.name)
-        for field in attrs.fields(QueueDefinition)
-        if field.metadata.get(OWN_MEMBER) and getattr(definition, field.name) != field.default
-    }
+    """Our members that differ from their defaults, as stored (JSON values), by name, in
+    definition order."""
+    found: dict[str, Any] = {}
+    for field in attrs.fields(type(definition)):
+        codec = field.metadata.get(OWN_MEMBER)
+        value = getattr(definition, field.name)
+        if codec is None or value == field.default:
+            continue
+        found[field.name] = value if codec.encode is None else codec.encode(value)
+    return found
 
 
 def with_own_members(definition: QueueDefinition, stored: dict[str, Any]) -> QueueDefinition:
     """``definition`` with our members as stored; unknown names (written by a newer
-    version) and values of the wrong type are ignored, so they read as the default."""
+    version) and values that do not read back are ignored, so they read as the default."""
     found: dict[str, Any] = {}
-    for field in attrs.fields(QueueDefinition):
-        if not field.metadata.get(OWN_MEMBER) or field.name not in stored:
+    for field in attrs.fields(type(definition)):
+        codec = field.metadata.get(OWN_MEMBER)
+        if codec is None or field.name not in stored:
             continue
         value = stored[field.name]
+        if codec.decode is not None:
+            try:
+                found[field.name] = codec.decode(value)
+            except (TypeError, ValueError):
+                pass
         # The exact type: JSON's true must not pass for an integer member.
-        if type(value) is type(field.default):
+        elif type(value) is type(field.default):
             found[field.name] = value
     return attrs.evolve(definition, **found) if found else definition
 

@@ -52,6 +52,12 @@ class ClusterOperationsTests(TestCase):
             self.database, "SELECT revision FROM config_revision WHERE name = 'queue_definition'")
         return int(revision)
 
+    async def pruned_on(self, node: Daemon) -> float:
+        body = (await node.api.request("GET", "/metrics")).body.decode()
+        [line] = [line for line in body.splitlines()
+                  if line.startswith(f'fireworq_failed_jobs_pruned_total{{queue="{QUEUE}"}}')]
+        return float(line.split()[-1])
+
     async def nothing_delivered(self, seconds: float) -> None:
         deadline = now() + seconds
         while now() < deadline:
@@ -101,14 +107,13 @@ class ClusterOperationsTests(TestCase):
                 CATEGORY, self.worker.url("/ops"), json.dumps({"n": n}))
         await self.worker.wait_for(4)
 
-        async def pruned() -> bool:
-            return len(await self.nodes[0].api.failed(QUEUE)) == 1
-        await eventually(pruned, timeout=5, what="the log pruned to one entry")
-        counts = []
-        for node in self.nodes:
-            body = (await node.api.request("GET", "/metrics")).body.decode()
-            [line] = [line for line in body.splitlines()
-                      if line.startswith(f'fireworq_failed_jobs_pruned_total{{queue="{QUEUE}"}}')]
-            counts.append(float(line.split()[-1]))
+        async def pruned_counts() -> list[float] | None:
+            # The four entries are written (and pruned) over time: wait until all but one
+            # of them were pruned.
+            if len(await self.nodes[0].api.failed(QUEUE)) != 1:
+                return None
+            counts = [await self.pruned_on(node) for node in self.nodes]
+            return counts if sum(counts) == 3 else None
+        counts = await eventually(pruned_counts, timeout=5, what="the log pruned to one entry")
         self.assertEqual(counts[active], 3.0)
         self.assertEqual(counts[1 - active], 0.0)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from fireworq.model import QueueDefinition, own_members
+from fireworq.model import MemberCodec, QueueDefinition, own_member, own_members
 from fireworq.storage.sqlcommon import encode_members, with_stored_members
 
 PLAIN = QueueDefinition("mail", 200, 20)
@@ -39,3 +40,30 @@ class StoredMembersTests(SynchronousTestCase):
         self.assertEqual(
             with_stored_members(PLAIN, 0, b'{"failed_job_limit":3,"later":{"x":1}}'),
             QueueDefinition("mail", 200, 20, failed_job_limit=3))
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise TypeError("tags must be a list of strings")
+    return tuple(value)
+
+
+@attrs.frozen
+class TaggedQueue(QueueDefinition):
+    """A definition with a member that JSON cannot hold as it is (a tuple)."""
+
+    tags: tuple[str, ...] = own_member((), MemberCodec(encode=list, decode=_tags))
+
+
+class MemberCodecTests(SynchronousTestCase):
+    def test_roundTrip(self) -> None:
+        tagged = TaggedQueue("mail", 200, 20, tags=("a", "b"))
+        stored = encode_members(tagged)
+        self.assertEqual(stored, b'{"tags":["a","b"]}')
+        self.assertEqual(with_stored_members(TaggedQueue("mail", 200, 20), 0, stored), tagged)
+
+    def test_undecodable(self) -> None:
+        """A stored value the member's decoder refuses reads as the default."""
+        plain = TaggedQueue("mail", 200, 20)
+        self.assertEqual(with_stored_members(plain, 0, b'{"tags":[1]}'), plain)
+        self.assertEqual(with_stored_members(plain, 0, b'{"tags":"a"}'), plain)

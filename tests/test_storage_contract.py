@@ -27,6 +27,7 @@ from storage_contract import StoreContractMixin, newJob
 from fireworq.model import (
     Completion,
     CompletionKind,
+    FailedFilter,
     FailedJob,
     FailedOrder,
     InFlight,
@@ -154,6 +155,17 @@ class SqliteStoreContractTests(StoreContractMixin, TestCase):
         with closing(sqlite3.connect(self.path)) as connection:
             connection.execute("DROP TABLE %s" % job_table(table))
             connection.commit()
+
+    async def test_leftOwnRowIsReset(self) -> None:
+        """A row of ours left by a queue Fireworq deleted does not come back to life when
+        the queue is defined again through us."""
+        with closing(sqlite3.connect(self.path)) as connection:
+            connection.execute("INSERT INTO fireworqpy_queue (name, paused, members)"
+                               " VALUES ('mail', 1, '{\"failed_job_ttl\":5}')")
+            connection.commit()
+        self.assertIsNone(await self.store.get_queue("mail"))
+        self.assertTrue(await self.store.put_queue(QueueDefinition("mail", 200, 20)))
+        self.assertEqual(await self.store.get_queue("mail"), QueueDefinition("mail", 200, 20))
 
     async def test_reopen(self) -> None:
         """Everything stored survives closing the file and opening it again."""
@@ -293,6 +305,31 @@ class MySQLStoreContractTests(StoreContractMixin, TestCase):
 
     async def breakJobTable(self, table: str) -> None:
         mysqltools.execute(self.database, "DROP TABLE %s" % job_table(table))
+
+    async def test_leftOwnRowIsReset(self) -> None:
+        """A row of ours left by a queue Fireworq deleted does not come back to life when
+        the queue is defined again through us."""
+        mysqltools.execute(self.database, "INSERT INTO fireworqpy_queue (name, paused, members)"
+                           " VALUES ('mail', 1, '{\"failed_job_ttl\":5}')")
+        self.assertIsNone(await self.store.get_queue("mail"))
+        self.assertTrue(await self.store.put_queue(QueueDefinition("mail", 200, 20)))
+        self.assertEqual(await self.store.get_queue("mail"), QueueDefinition("mail", 200, 20))
+
+    async def test_reusedFailureId(self) -> None:
+        """A settings row left under a failure id (its entry deleted by Fireworq, the id
+        given again after a server restart) is not taken for the new entry's."""
+        await self.store.prepare_queue("mail")
+        mysqltools.execute(self.database, "INSERT INTO `fireworqpy_fail(mail)` (failure_id,"
+                           " job_id, max_retries, retry_delay, timeout) VALUES (1, 99, 7, 7, 7)")
+        failed = FailedJob(id=0, job_id=5, category="c", url="http://h/", payload=b"",
+                           result=WorkerResult("failure", 500, ""), fail_count=2,
+                           failed_at=1, created_at=1)
+        failure_id = await self.addForeignFailure("mail", failed)
+        self.assertEqual(failure_id, 1)
+        [retried] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=failure_id), 1, 0)
+        self.assertEqual((retried.job.max_retries, retried.job.retry_delay,
+                          retried.job.timeout), (1, 0, 0))
 
 
 class MySQL57GrabContractTests(MySQLStoreContractTests):

@@ -42,7 +42,6 @@ from fireworq.model import (
     StateCounts,
     failed_position,
     job_position,
-    retried_job,
 )
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.mysqlpool import (
@@ -62,13 +61,13 @@ from fireworq.storage.sqlcommon import (
     OWN_REVISION,
     OWN_REVISION_TABLE,
     encode_members,
-    failed_and_settings_from_row,
     failed_from_row,
     failed_with_settings,
     failure_table,
     group_completions,
     job_from_row,
     job_table,
+    jobs_for_retry,
     keyset_condition,
     page_of,
     selection_condition,
@@ -1006,20 +1005,18 @@ def _select_failed(txn: Txn, part: str, selection: FailedFilter, limit: int) -> 
 
 def _retry_failed(txn: Txn, part: str, selection: FailedFilter, limit: int, run_after: int,
                   now: int) -> list[RetriedJob]:
-    taken = [failed_and_settings_from_row(row) for row in _select_failed(
-        txn, part, selection, limit)]
+    taken = jobs_for_retry(_select_failed(txn, part, selection, limit), run_after)
     if not taken:
         return []
-    jobs = [retried_job(failed, settings, run_after) for failed, settings in taken]
     ids = []
-    for answer in _push(txn, [(part, job) for job in jobs], None, _Sending(),
+    for answer in _push(txn, [(part, job) for _, job in taken], None, _Sending(),
                         in_transaction=True):
         if not isinstance(answer, int):
             raise answer  # the entry stays: the whole transaction is rolled back
         ids.append(answer)
-    _delete_failures(txn, part, [failed.id for failed, _ in taken])
-    return [RetriedJob(failed.id, job, PushedJob(job_id, now, now + run_after * 1000))
-            for (failed, _), job, job_id in zip(taken, jobs, ids)]
+    _delete_failures(txn, part, [failure_id for failure_id, _ in taken])
+    return [RetriedJob(failure_id, job, PushedJob(job_id, now, now + run_after * 1000))
+            for (failure_id, job), job_id in zip(taken, ids)]
 
 
 def _delete_failed_matching(txn: Txn, part: str, selection: FailedFilter, limit: int) -> int:

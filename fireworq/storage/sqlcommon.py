@@ -21,11 +21,13 @@ from fireworq.model import (
     Job,
     JobState,
     JobStatus,
+    NewJob,
     Page,
     QueueDefinition,
     RetrySettings,
     WorkerResult,
     own_members,
+    retried_job,
     with_own_members,
 )
 
@@ -62,8 +64,10 @@ def failure_table(part: str) -> str:
 
 
 def settings_table(part: str) -> str:
-    """Our table of the push settings of each failure-log entry we write (at most 63
-    characters for a 46-character queue name)."""
+    """Our table of the push settings of each failure-log entry we write.
+
+    Per-queue tables of ours are named ``fireworqpy_<word>(<part>)``: a word of at most five
+    letters keeps the name within MySQL's 64 characters for a 46-character queue name."""
     return "`fireworqpy_fail(%s)`" % part
 
 
@@ -75,11 +79,16 @@ def failed_with_settings(part: str) -> str:
             % (failure_table(part), settings_table(part)))
 
 
-def failed_and_settings_from_row(row: Sequence[Any]) -> tuple[FailedJob, RetrySettings | None]:
-    settings = None
-    if row[9] is not None:
-        settings = RetrySettings(int(row[9]), int(row[10]), int(row[11]))
-    return failed_from_row(row), settings
+def jobs_for_retry(rows: Sequence[Sequence[Any]], run_after: int) -> list[tuple[int, NewJob]]:
+    """(failure id, new job) of each entry read with ``FAILED_WITH_SETTINGS``."""
+    taken = []
+    for row in rows:
+        settings = None
+        if row[9] is not None:
+            settings = RetrySettings(int(row[9]), int(row[10]), int(row[11]))
+        failed = failed_from_row(row)
+        taken.append((failed.id, retried_job(failed, settings, run_after)))
+    return taken
 
 
 def selection_condition(

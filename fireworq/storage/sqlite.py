@@ -35,7 +35,6 @@ from fireworq.model import (
     StateCounts,
     failed_position,
     job_position,
-    retried_job,
 )
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.sqlcommon import (
@@ -49,13 +48,13 @@ from fireworq.storage.sqlcommon import (
     OWN_REVISION,
     OWN_REVISION_TABLE,
     encode_members,
-    failed_and_settings_from_row,
     failed_from_row,
     failed_with_settings,
     failure_table,
     group_completions,
     job_from_row,
     job_table,
+    jobs_for_retry,
     keyset_condition,
     page_of,
     selection_condition,
@@ -650,15 +649,12 @@ def _select_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int
 def _retry_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int,
                   run_after: int, now: int) -> list[RetriedJob]:
     txn.execute("BEGIN IMMEDIATE")
-    taken = [failed_and_settings_from_row(row) for row in _select_failed(
-        txn, part, selection, limit)]
+    taken = jobs_for_retry(_select_failed(txn, part, selection, limit), run_after)
     if not taken:
         return []
-    jobs = [retried_job(failed, settings, run_after) for failed, settings in taken]
-    pushed = _insert_jobs(txn, [(part, job) for job in jobs], now)
-    _delete_failures(txn, part, [failed.id for failed, _ in taken])
-    return [RetriedJob(failed.id, job, done)
-            for (failed, _), job, done in zip(taken, jobs, pushed)]
+    pushed = _insert_jobs(txn, [(part, job) for _, job in taken], now)
+    _delete_failures(txn, part, [failure_id for failure_id, _ in taken])
+    return [RetriedJob(failure_id, job, done) for (failure_id, job), done in zip(taken, pushed)]
 
 
 def _delete_failed_matching(txn: Cursor_, part: str, selection: FailedFilter, limit: int
