@@ -246,23 +246,17 @@ class RetrySettings:
         return cls(job.max_retries, job.retry_delay, job.timeout)
 
     @classmethod
-    def inferred(cls, failed: FailedJob) -> RetrySettings:
+    def inferred(cls, fail_count: int) -> RetrySettings:
         """For entries written without them (by Fireworq, or before they were kept): as
         many retries as the job had (exact when it ran out of retries), push defaults for
         the rest."""
-        return cls(max(failed.fail_count - 1, 0), 0, 0)
+        return cls(max(fail_count - 1, 0), 0, 0)
 
-
-def retried_job(
-    failed: FailedJob, settings: RetrySettings | None, run_after: int
-) -> NewJob:
-    """The new job that retrying a failure-log entry pushes."""
-    kept = settings or RetrySettings.inferred(failed)
-    return NewJob(
-        category=failed.category, url=failed.url, payload=failed.payload,
-        run_after=run_after, max_retries=kept.max_retries, retry_delay=kept.retry_delay,
-        timeout=kept.timeout,
-    )
+    def job(self, category: str, url: str, payload: bytes, run_after: int) -> NewJob:
+        """The new job that retrying a failure-log entry with these settings pushes."""
+        return NewJob(category=category, url=url, payload=payload, run_after=run_after,
+                      max_retries=self.max_retries, retry_delay=self.retry_delay,
+                      timeout=self.timeout)
 
 
 @attrs.frozen

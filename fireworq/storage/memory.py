@@ -36,7 +36,6 @@ from fireworq.model import (
     failed_position,
     job_position,
     own_members,
-    retried_job,
 )
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 
@@ -316,8 +315,11 @@ class MemoryStore:
     ) -> list[RetriedJob]:
         table = self._table(table_name)
         taken = self._matching(table, selection, limit)
-        jobs = [retried_job(failed, table.retry_settings.get(failed.id), run_after)
-                for failed in taken]
+        jobs = [
+            (table.retry_settings.get(failed.id) or RetrySettings.inferred(failed.fail_count))
+            .job(failed.category, failed.url, failed.payload, run_after)
+            for failed in taken
+        ]
         # Without a handover every job is stored.
         pushed = [answer for answer in await self.push([(table_name, job) for job in jobs])
                   if isinstance(answer, PushedJob)]

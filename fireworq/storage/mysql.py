@@ -52,7 +52,7 @@ from fireworq.storage.mysqlpool import (
 )
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
-    FAILED_WITH_SETTINGS,
+    RETRY_COLUMNS,
     JOB_COLUMNS,
     bounded_counts,
     encode_result,
@@ -990,14 +990,16 @@ def _delete_failures(txn: Txn, part: str, ids: Sequence[int]) -> int:
     return deleted
 
 
-def _select_failed(txn: Txn, part: str, selection: FailedFilter, limit: int) -> list[Any]:
-    """Matching entries with their settings, oldest failure first, locked for the rest of
-    the transaction (a concurrent bulk operation waits, then skips what this one took)."""
+def _select_failed(txn: Txn, columns: str, source: str, selection: FailedFilter, limit: int
+                   ) -> list[Any]:
+    """``columns`` of the matching entries (``failure f`` in ``source``), oldest failure
+    first, locked for the rest of the transaction (a concurrent bulk operation waits, then
+    skips what this one took)."""
     category = None if selection.category is None else selection.category.encode("utf-8")
     condition, params = selection_condition(selection, "%s", category)
     txn.execute(
         "SELECT %s FROM %s WHERE %s ORDER BY f.failed_at, f.failure_id LIMIT %d FOR UPDATE"
-        % (FAILED_WITH_SETTINGS, failed_with_settings(part), condition, limit),
+        % (columns, source, condition, limit),
         params or None,
     )
     return list(txn.fetchall())
@@ -1005,7 +1007,8 @@ def _select_failed(txn: Txn, part: str, selection: FailedFilter, limit: int) -> 
 
 def _retry_failed(txn: Txn, part: str, selection: FailedFilter, limit: int, run_after: int,
                   now: int) -> list[RetriedJob]:
-    taken = jobs_for_retry(_select_failed(txn, part, selection, limit), run_after)
+    taken = jobs_for_retry(_select_failed(
+        txn, RETRY_COLUMNS, failed_with_settings(part), selection, limit), run_after)
     if not taken:
         return []
     ids = []
@@ -1020,7 +1023,8 @@ def _retry_failed(txn: Txn, part: str, selection: FailedFilter, limit: int, run_
 
 
 def _delete_failed_matching(txn: Txn, part: str, selection: FailedFilter, limit: int) -> int:
-    ids = [row[0] for row in _select_failed(txn, part, selection, limit)]
+    ids = [row[0] for row in _select_failed(
+        txn, "f.failure_id", failure_table(part) + " f", selection, limit)]
     return _delete_failures(txn, part, ids) if ids else 0
 
 

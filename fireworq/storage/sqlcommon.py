@@ -27,7 +27,6 @@ from fireworq.model import (
     RetrySettings,
     WorkerResult,
     own_members,
-    retried_job,
     with_own_members,
 )
 
@@ -47,10 +46,11 @@ FAILED_COLUMNS = (
 OWN_QUEUE_TABLE = "fireworqpy_queue"
 OWN_REVISION_TABLE = "fireworqpy_config_revision"
 OWN_REVISION = "queue"
-#: Columns of a failure-log row joined with its push settings (aliases ``f`` and ``s``).
-FAILED_WITH_SETTINGS = (
-    "f.failure_id, f.job_id, f.category, f.url, f.payload, f.result, f.fail_count,"
-    " f.failed_at, f.created_at, s.max_retries, s.retry_delay, s.timeout"
+#: What retrying an entry reads: the failure log joined with its entries' push settings
+#: (aliases ``f`` and ``s``), in the order ``jobs_for_retry`` reads them.
+RETRY_COLUMNS = (
+    "f.failure_id, f.category, f.url, f.payload, f.fail_count, s.max_retries, s.retry_delay,"
+    " s.timeout"
 )
 
 
@@ -80,14 +80,15 @@ def failed_with_settings(part: str) -> str:
 
 
 def jobs_for_retry(rows: Sequence[Sequence[Any]], run_after: int) -> list[tuple[int, NewJob]]:
-    """(failure id, new job) of each entry read with ``FAILED_WITH_SETTINGS``."""
+    """(failure id, new job) of each entry read with ``RETRY_COLUMNS``."""
     taken = []
     for row in rows:
-        settings = None
-        if row[9] is not None:
-            settings = RetrySettings(int(row[9]), int(row[10]), int(row[11]))
-        failed = failed_from_row(row)
-        taken.append((failed.id, retried_job(failed, settings, run_after)))
+        if row[5] is None:
+            settings = RetrySettings.inferred(int(row[4]))
+        else:
+            settings = RetrySettings(int(row[5]), int(row[6]), int(row[7]))
+        job = settings.job(text(row[1]), text(row[2]), blob(row[3]), run_after)
+        taken.append((int(row[0]), job))
     return taken
 
 

@@ -39,7 +39,7 @@ from fireworq.model import (
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
-    FAILED_WITH_SETTINGS,
+    RETRY_COLUMNS,
     JOB_COLUMNS,
     bounded_counts,
     encode_result,
@@ -635,12 +635,14 @@ def _delete_failures(txn: Cursor_, part: str, ids: Sequence[int]) -> int:
     return deleted
 
 
-def _select_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int
-                   ) -> list[Any]:
+def _select_failed(txn: Cursor_, columns: str, source: str, selection: FailedFilter,
+                   limit: int) -> list[Any]:
+    """``columns`` of the matching entries (``failure f`` in ``source``), oldest failure
+    first."""
     condition, params = selection_condition(selection, "?", selection.category)
     txn.execute(
         "SELECT %s FROM %s WHERE %s ORDER BY f.failed_at, f.failure_id LIMIT ?"
-        % (FAILED_WITH_SETTINGS, failed_with_settings(part), condition),
+        % (columns, source, condition),
         (*params, limit),
     )
     return list(txn.fetchall())
@@ -649,7 +651,8 @@ def _select_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int
 def _retry_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int,
                   run_after: int, now: int) -> list[RetriedJob]:
     txn.execute("BEGIN IMMEDIATE")
-    taken = jobs_for_retry(_select_failed(txn, part, selection, limit), run_after)
+    taken = jobs_for_retry(_select_failed(
+        txn, RETRY_COLUMNS, failed_with_settings(part), selection, limit), run_after)
     if not taken:
         return []
     pushed = _insert_jobs(txn, [(part, job) for _, job in taken], now)
@@ -660,7 +663,8 @@ def _retry_failed(txn: Cursor_, part: str, selection: FailedFilter, limit: int,
 def _delete_failed_matching(txn: Cursor_, part: str, selection: FailedFilter, limit: int
                             ) -> int:
     txn.execute("BEGIN IMMEDIATE")
-    ids = [row[0] for row in _select_failed(txn, part, selection, limit)]
+    ids = [row[0] for row in _select_failed(
+        txn, "f.failure_id", failure_table(part) + " f", selection, limit)]
     return _delete_failures(txn, part, ids) if ids else 0
 
 
