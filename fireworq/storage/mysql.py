@@ -61,6 +61,7 @@ from fireworq.storage.sqlcommon import (
     OWN_REVISION,
     OWN_REVISION_TABLE,
     encode_members,
+    failed_cutoff,
     failed_from_row,
     failed_with_settings,
     failure_table,
@@ -383,7 +384,7 @@ class MySQLStore:
                                           selection, limit)
 
     async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
-        return await self._pools()[1].run("find failure cutoff", _failed_cutoff, table, keep,
+        return await self._pools()[1].run("find failure cutoff", failed_cutoff, table, keep,
                                           transaction=False)
 
     async def counts(
@@ -1026,20 +1027,6 @@ def _delete_failed_matching(txn: Txn, part: str, selection: FailedFilter, limit:
     ids = [row[0] for row in _select_failed(
         txn, "f.failure_id", failure_table(part) + " f", selection, limit)]
     return _delete_failures(txn, part, ids) if ids else 0
-
-
-def _failed_cutoff(txn: Txn, part: str, keep: int) -> Cursor | None:
-    # The id range bounds the number of entries: when it is within the limit there is
-    # nothing to prune, and the scan of ``keep`` index entries below is not needed.
-    txn.execute("SELECT MIN(failure_id), MAX(failure_id) FROM %s" % failure_table(part))
-    low, high = txn.fetchone()
-    if low is None or int(high) - int(low) + 1 <= keep:
-        return None
-    txn.execute(
-        "SELECT failed_at, failure_id FROM %s ORDER BY failed_at DESC, failure_id DESC"
-        " LIMIT 1 OFFSET %d" % (failure_table(part), keep))
-    row = txn.fetchone()
-    return None if row is None else Cursor(int(row[0]), int(row[1]))
 
 
 def _counts(txn: Txn, parts: Sequence[str], limit: int) -> dict[str, StateCounts]:

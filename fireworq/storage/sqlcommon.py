@@ -116,6 +116,21 @@ def selection_condition(
     return " AND ".join(conditions), params
 
 
+def failed_cutoff(txn: Any, part: str, keep: int) -> Cursor | None:
+    """``JobStore.failed_cutoff`` in SQL both dialects speak."""
+    # The id range bounds the number of entries: when it is within the limit there is
+    # nothing to prune, and the scan of ``keep`` index entries below is not needed.
+    txn.execute("SELECT MIN(failure_id), MAX(failure_id) FROM %s" % failure_table(part))
+    low, high = txn.fetchone()
+    if low is None or int(high) - int(low) + 1 <= keep:
+        return None
+    txn.execute(
+        "SELECT failed_at, failure_id FROM %s ORDER BY failed_at DESC, failure_id DESC"
+        " LIMIT 1 OFFSET %d" % (failure_table(part), keep))
+    row = txn.fetchone()
+    return None if row is None else Cursor(int(row[0]), int(row[1]))
+
+
 def encode_members(definition: QueueDefinition) -> bytes:
     """Our members of a definition as stored: a compact JSON object, defaults left out."""
     return json.dumps(own_members(definition), separators=(",", ":")).encode("utf-8")

@@ -48,6 +48,7 @@ from fireworq.storage.sqlcommon import (
     OWN_REVISION,
     OWN_REVISION_TABLE,
     encode_members,
+    failed_cutoff,
     failed_from_row,
     failed_with_settings,
     failure_table,
@@ -259,7 +260,7 @@ class SqliteStore:
                                limit)
 
     async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
-        return await self._run("find failure cutoff", _failed_cutoff, table, keep)
+        return await self._run("find failure cutoff", failed_cutoff, table, keep)
 
     async def counts(
         self, tables: Sequence[str], limit: int = COUNT_LIMIT
@@ -666,19 +667,6 @@ def _delete_failed_matching(txn: Cursor_, part: str, selection: FailedFilter, li
     ids = [row[0] for row in _select_failed(
         txn, "f.failure_id", failure_table(part) + " f", selection, limit)]
     return _delete_failures(txn, part, ids) if ids else 0
-
-
-def _failed_cutoff(txn: Cursor_, part: str, keep: int) -> Cursor | None:
-    # As in the mysql driver: within the limit by the id range, no scan of the index.
-    txn.execute("SELECT MIN(failure_id), MAX(failure_id) FROM %s" % failure_table(part))
-    low, high = txn.fetchone()
-    if low is None or int(high) - int(low) + 1 <= keep:
-        return None
-    txn.execute(
-        "SELECT failed_at, failure_id FROM %s ORDER BY failed_at DESC, failure_id DESC"
-        " LIMIT 1 OFFSET ?" % failure_table(part), (keep,))
-    row = txn.fetchone()
-    return None if row is None else Cursor(int(row[0]), int(row[1]))
 
 
 def _counts(txn: Cursor_, part: str, limit: int, now: int) -> StateCounts:
