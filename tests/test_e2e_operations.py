@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
@@ -65,9 +66,20 @@ class OperationsMixin(_Base):
         reply = await self.daemon.api.request("GET", "/metrics")
         return metric(reply.body.decode(), name)
 
+    async def entries(self) -> int:
+        """The failure log's size, read page by page (``/metrics`` may be seconds old)."""
+        count, cursor = 0, ""
+        while True:
+            page = await self.daemon.api.ok(
+                "GET", f"/queue/{QUEUE}/failed?limit=1000&cursor={quote(cursor, safe='')}")
+            count += len(page["failed_jobs"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return count
+
     async def failed_count(self, expected: int, timeout: float = 20.0) -> None:
         async def counted() -> bool:
-            return await self.metric("fireworq_failed_jobs") == expected
+            return await self.entries() == expected
         await eventually(counted, timeout=timeout, step=0.1,
                          what=f"{expected} failure-log entries")
 
