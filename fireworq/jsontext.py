@@ -3,6 +3,10 @@
 Request bodies are parsed with the C scanner of :mod:`json`, one top-level member at a time, so
 that each member keeps its exact source text (payloads are stored byte for byte). Responses are
 written the way Go's ``encoding/json`` writes them.
+
+Syntax errors are described by this module's own checker (``syntax_error``), not by the
+scanner: CPython rewords its messages between versions (3.13 says "Illegal trailing comma"),
+and the API's messages must read the same on every Python it runs on.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ __all__ = [
     "get_string",
     "parse_object",
     "payload_echo",
+    "describe_syntax_error",
+    "syntax_error",
     "reread_payload",
     "stored_payload",
 ]
@@ -247,12 +253,137 @@ def parse_object(body: bytes) -> dict[str, Member]:
         raise InvalidInput(_NOT_UTF8) from None
     try:
         _check_nesting(text, body.count(b"{") + body.count(b"["))
+    except JSONDecodeError as e:
+        raise InvalidInput(f"Invalid JSON: {e.msg}: {_where(text, e.pos)}") from None
+    try:
         members = _parse_members(text)
     except JSONDecodeError as e:
-        raise InvalidInput(f"Invalid JSON: {e.msg}: line {e.lineno} column {e.colno}") from None
+        raise InvalidInput("Invalid JSON: " + describe_syntax_error(text, e)) from None
     if members is None:
         raise InvalidInput(_NOT_AN_OBJECT)
     return members
+
+
+# Syntax errors, in the project's own words.
+
+_LITERAL_OR_NUMBER = re.compile(r"null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_STRING_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+_SIMPLE_ESCAPES = frozenset('"\\/bfnrt')
+
+
+class _SyntaxAt(Exception):
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message, position)
+        self.message = message
+        self.position = position
+
+
+def _where(text: str, position: int) -> str:
+    line = text.count("\n", 0, position) + 1
+    column = position - text.rfind("\n", 0, position)
+    return f"line {line} column {column}"
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the string literal whose quote is at start."""
+    n = len(text)
+    i = start + 1
+    while True:
+        i = cast(re.Match[str], _STRING_PLAIN.match(text, i)).end()
+        if i >= n:
+            raise _SyntaxAt("Unterminated string starting at", start)
+        char = text[i]
+        if char == '"':
+            return i + 1
+        if char != "\\":
+            raise _SyntaxAt("Invalid control character at", i)
+        i += 1
+        if i >= n:
+            raise _SyntaxAt("Unterminated string starting at", start)
+        char = text[i]
+        if char == "u":
+            # Four hex digits, and the string must go on after them.
+            if i + 5 >= n or _HEX4.match(text, i + 1) is None:
+                raise _SyntaxAt("Invalid \\uXXXX escape", i)
+            i += 5
+        elif char in _SIMPLE_ESCAPES:
+            i += 1
+        else:
+            raise _SyntaxAt("Invalid \\escape", i - 1)
+
+
+def _member_value_start(text: str, i: int) -> int:
+    """From a member's key at i to the start of its value."""
+    if not text.startswith('"', i):
+        raise _SyntaxAt("Expecting property name enclosed in double quotes", i)
+    i = _skip_ws(text, _string_end(text, i))
+    if not text.startswith(":", i):
+        raise _SyntaxAt("Expecting ':' delimiter", i)
+    return _skip_ws(text, i + 1)
+
+
+def _value_end(text: str, i: int) -> int:
+    """The index after the JSON value at i. Iterative: a body may nest without limit here."""
+    open_containers: list[str] = []
+    while True:
+        if text.startswith("{", i):
+            i = _skip_ws(text, i + 1)
+            if text.startswith("}", i):
+                i += 1
+            else:
+                open_containers.append("}")
+                i = _member_value_start(text, i)
+                continue
+        elif text.startswith("[", i):
+            i = _skip_ws(text, i + 1)
+            if text.startswith("]", i):
+                i += 1
+            else:
+                open_containers.append("]")
+                continue
+        elif text.startswith('"', i):
+            i = _string_end(text, i)
+        else:
+            m = _LITERAL_OR_NUMBER.match(text, i)
+            if m is None:
+                raise _SyntaxAt("Expecting value", i)
+            i = m.end()
+        # A value ended: close what it ends, or go on to the next member or element.
+        while open_containers:
+            i = _skip_ws(text, i)
+            closer = open_containers[-1]
+            if text.startswith(",", i):
+                i = _skip_ws(text, i + 1)
+                if closer == "}":
+                    i = _member_value_start(text, i)
+                break
+            if not text.startswith(closer, i):
+                raise _SyntaxAt("Expecting ',' delimiter", i)
+            open_containers.pop()
+            i += 1
+        else:
+            return i
+
+
+def syntax_error(text: str) -> tuple[str, int] | None:
+    """The first syntax error of text as one strict JSON value (RFC 8259, whitespace around
+    it allowed): (what, index), or None when it is valid. Nesting depth is not checked."""
+    try:
+        end = _skip_ws(text, _value_end(text, _skip_ws(text, 0)))
+    except _SyntaxAt as e:
+        return e.message, e.position
+    return None if end == len(text) else ("Extra data", end)
+
+
+def describe_syntax_error(text: str, error: JSONDecodeError, offset: bool = False) -> str:
+    """``<what>: line <l> column <c>`` for text, which the json module refused with error;
+    with offset, `` (char <index>)`` follows."""
+    found = syntax_error(text)
+    # Only a disagreement with the json module gets here: its own words are better than none.
+    message, position = found if found is not None else (error.msg, error.pos)
+    described = f"{message}: {_where(text, position)}"
+    return f"{described} (char {position})" if offset else described
 
 
 def _present(members: dict[str, Member], name: str) -> Member | None:

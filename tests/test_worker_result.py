@@ -67,6 +67,18 @@ class ResultObjectTests(SynchronousTestCase):
         ]:
             self.assert_not_result_object(body)
 
+    def test_syntax_error_reason(self) -> None:
+        """When the body is malformed JSON, the reason reads the same on every Python version
+        (CPython 3.13 words a trailing comma differently)."""
+        for body, reason in [
+            (b'{"status":"success",}', "Expecting property name enclosed in double quotes:"
+                                        " line 1 column 21 (char 20)"),
+            (b"[1,]", "Expecting value: line 1 column 4 (char 3)"),
+            (b"<html>", "Expecting value: line 1 column 1 (char 0)"),
+        ]:
+            result = self.assert_not_result_object(body)
+            self.assertEqual(result.message, _PARSE + reason + _ORIGINAL + body.decode())
+
     def test_empty_body(self) -> None:
         for body in [b"", b" \r\n\t"]:
             result = self.assert_not_result_object(body)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from json import JSONDecoder
+from json import JSONDecodeError, JSONDecoder
 from typing import NoReturn
 
+from fireworq.jsontext import describe_syntax_error
 from fireworq.model import ResultStatus, WorkerResult
 
 __all__ = ["ECHO_LIMIT", "body_echo", "interpret_response"]
@@ -87,6 +88,8 @@ def _read_result_object(body: bytes) -> tuple[str | None, str | None]:
         value = _DECODER.decode(text)
     except RecursionError:
         raise _NotJSON("JSON nested too deeply") from None
+    except JSONDecodeError as e:
+        raise _NotJSON(describe_syntax_error(text, e, offset=True)) from None
     if value is None:
         return None, None
     if type(value) is not tuple:
