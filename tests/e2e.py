@@ -101,6 +101,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def in_directory(directory: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run with ``directory`` as its working directory, in the same process (exec).
+
+    ``reactor.spawnProcess(path=...)`` cannot use posix_spawn (which has no chdir) and forks
+    instead, and a fork of this multi-threaded test process is deprecated from Python 3.12
+    on; the child changes directory itself instead."""
+    return [sys.executable, "-c", _CHDIR_EXEC, directory, *argv]
+
+
+_CHDIR_EXEC = "import os, sys; os.chdir(sys.argv[1]); os.execvp(sys.argv[2], sys.argv[2:])"
+
+
 def asyncCleanup(case: TestCase, f: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """``addCleanup`` for a coroutine function."""
     case.addCleanup(lambda: Deferred.fromCoroutine(f(*args)))  # type: ignore[arg-type]
@@ -285,9 +297,9 @@ class Daemon:
         ]
         try:
             self._watch = _Watch()
+            argv = in_directory(self.dir, self.argv())
             self._process = reactor.spawnProcess(
-                self._watch, sys.executable, self.argv(), env=env, path=self.dir,
-                childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
+                self._watch, argv[0], argv, env=env, childFDs={0: fds[0], 1: fds[1], 2: fds[2]},
             )
         finally:
             for fd in fds:
@@ -657,7 +669,7 @@ async def bounded(coroutines: Iterable[Callable[[], Awaitable[Any]]], limit: int
 
 __all__ = [
     "Answer", "ApiClient", "Daemon", "Exit", "Received", "Reply", "Worker", "always",
-    "bounded", "eventually", "failure", "free_port", "gather", "not_json", "now",
+    "bounded", "eventually", "failure", "free_port", "gather", "in_directory", "not_json", "now",
     "permanent_failure", "sleep", "slow", "success", "unknown_status", "with_timeout",
     "USER_AGENT",
 ]

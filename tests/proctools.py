@@ -37,6 +37,7 @@ from e2e import (
     Exit,
     asyncCleanup,
     eventually,
+    in_directory,
     now,
     reactor,
     sleep,
@@ -105,8 +106,9 @@ class Child(ProcessProtocol):
         child_fds: dict[int, Any] = {0: devnull, 1: out, 2: "r"}
         child_fds.update(fds or {})
         try:
+            command = in_directory(cwd, argv)
             self.process = reactor.spawnProcess(
-                self, argv[0], argv, env=clean_env(env), path=cwd, childFDs=child_fds)
+                self, command[0], command, env=clean_env(env), childFDs=child_fds)
         finally:
             os.close(out)
             os.close(devnull)
