@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TextIO
 
 import attrs
@@ -29,6 +29,9 @@ DEFAULT_USER_AGENT = f"Fireworq/{__version__}"
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# getopt's words for the two common slips, as twisted.python.usage passes them on.
+_UNKNOWN_OPTION = re.compile(r"option (\S+) not (?:recognized|a unique prefix)")
+_MISSING_VALUE = re.compile(r"option (\S+) requires argument")
 _PORT = re.compile(r"[0-9]{1,5}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
@@ -490,6 +493,16 @@ def load_config_or_exit(
         raise SystemExit(1) from None
 
 
+def _usage_problem(message: str) -> str:
+    unknown = _UNKNOWN_OPTION.fullmatch(message)
+    if unknown:
+        return f"unknown option {unknown.group(1)}"
+    missing = _MISSING_VALUE.fullmatch(message)
+    if missing:
+        return f"option {missing.group(1)} needs a value"
+    return message
+
+
 class Options(usage.Options):
     """Options of the ``fireworq`` twistd plugin; the result is in C{self.config}."""
 
@@ -510,6 +523,26 @@ class Options(usage.Options):
     #: process's own, looked up when needed (test runners replace sys.stderr).
     environ: Mapping[str, str] | None = None
     stderr: TextIO | None = None
+
+    def opt_version(self) -> None:
+        """Print the fireworq-py version and exit."""
+        sys.stdout.write(f"fireworq-py {__version__}\n")
+        raise SystemExit(0)
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """As usage.Options does, but a usage error ends the process with status 2 and one
+        line (twistd would print its whole usage text under a heading of its own)."""
+        try:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+        except usage.UsageError as e:
+            stderr = sys.stderr if self.stderr is None else self.stderr
+            stderr.write(f"fireworq: {_usage_problem(str(e))}; see fireworq --help\n")
+            stderr.flush()
+            raise SystemExit(2) from None
+
+    def parseArgs(self, *args: str) -> None:
+        if args:
+            raise usage.UsageError(f"unexpected argument {args[0]!r}")
 
     def getUsage(self, width: int | None = None) -> str:
         # Twisted's wrapping splits words longer than the help column; a split variable name

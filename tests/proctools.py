@@ -28,6 +28,7 @@ from typing import Any
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -74,6 +75,15 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     }
     env.update(extra or {})
     return env
+
+
+async def run_to_end(argv: list[str], cwd: str | None = None,
+                     env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """Run a command to its end: (exit status, standard output, standard error)."""
+    command = in_directory(cwd, argv) if cwd else argv
+    out, err, code = await getProcessOutputAndValue(
+        command[0], command[1:], env=clean_env(env), reactor=reactor)
+    return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def error_lines(text: str) -> list[str]:
@@ -272,5 +282,6 @@ class Pusher:
 
 __all__ = [
     "LISTENING", "TWISTD", "Child", "Pusher", "clean_env", "daemon_argv", "error_lines",
+    "run_to_end",
     "venv_command",
 ]

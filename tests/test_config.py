@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from io import StringIO
 
 import attrs
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 import fireworq
@@ -605,12 +605,32 @@ class OptionsTests(SynchronousTestCase):
         )
 
     def test_usageErrors(self) -> None:
-        """When an option is unknown, has no value, or is given with one dash, it is a usage
-        error."""
-        for argv in (["--bnd=x"], ["--bind"], ["-bind", "x"], ["-b", "x"], ["extra"]):
+        """When an option is unknown, has no value, or is given with one dash, or an argument
+        is given, it is a usage error: status 2 and one line naming it, with a hint."""
+        for argv, problem in (
+            (["--bnd=x"], "unknown option --bnd"),
+            (["--bogus"], "unknown option --bogus"),
+            (["--bind"], "option --bind needs a value"),
+            (["-bind", "x"], "unknown option -b"),
+            (["-b", "x"], "unknown option -b"),
+            (["extra"], "unexpected argument 'extra'"),
+        ):
             options = Options()
             options.environ = {}
-            self.assertRaises(usage.UsageError, options.parseOptions, argv)
+            options.stderr = StringIO()
+            exit = self.assertRaises(SystemExit, options.parseOptions, argv)
+            self.assertEqual(exit.code, 2)
+            self.assertEqual(options.stderr.getvalue(),
+                             f"fireworq: {problem}; see fireworq --help\n")
+
+    def test_version(self) -> None:
+        """When --version is given, the package version is printed and nothing runs."""
+        options = Options()
+        out = StringIO()
+        self.patch(sys, "stdout", out)
+        exit = self.assertRaises(SystemExit, options.parseOptions, ["--version"])
+        self.assertEqual(exit.code, 0)
+        self.assertEqual(out.getvalue(), f"fireworq-py {fireworq.__version__}\n")
 
     def test_help(self) -> None:
         """When the options are listed, each has its environment variable and its default in

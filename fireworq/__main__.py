@@ -1,0 +1,5 @@
+"""``python -m fireworq``: the ``fireworq`` command."""
+
+from fireworq.cli import main
+
+main()

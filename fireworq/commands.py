@@ -1,0 +1,404 @@
+"""The sub-commands of ``fireworq``: a command line for a running daemon's API (docs/client.md).
+
+Tables for people, ``--json`` for scripts. Exit status 0 when it worked, 1 for an error answer
+or no answer, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
+
+from fireworq.client import APIError, Client, FailedJob, Job, UnexpectedAnswer
+from fireworq.client.api import DEFAULT_SERVER, JOB_STATES
+
+EXIT_OK, EXIT_API, EXIT_USAGE = 0, 1, 2
+#: Items a list shows unless told otherwise.
+DEFAULT_LIMIT = 100
+#: Widest a table cell gets (payloads and URLs can be long).
+CELL_WIDTH = 48
+#: Queue members and how their --set values are read; other names take JSON or text.
+_QUEUE_MEMBERS: dict[str, Callable[[str], Any]] = {
+    "polling_interval": int, "max_workers": int, "max_dispatches_per_second": float,
+    "max_burst_size": int,
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "…"
+
+
+def write_table(out: TextIO, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    cells = [[_cell(value) for value in row] for row in rows]
+    if not cells:
+        out.write("(none)\n")
+        return
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+
+
+def write_fields(out: TextIO, raw: Mapping[str, Any]) -> None:
+    width = max((len(name) for name in raw), default=0)
+    for name, value in raw.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        out.write(f"{name.ljust(width)}  {shown}\n")
+
+
+def write_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, ensure_ascii=False) + "\n")
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def _push(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.payload is not None:
+        try:
+            json.loads(args.payload)
+        except ValueError as e:
+            raise UsageError(f"--payload is not JSON: {e}") from None
+    job = client.push(args.category, args.url, payload_json=args.payload,
+                      run_after=args.run_after, max_retries=args.max_retries,
+                      retry_delay=args.retry_delay, timeout=args.timeout)
+    if args.json:
+        write_json(out, job.raw)
+    else:
+        out.write(f"pushed job {job.id} to queue {job.queue_name}\n")
+
+
+def _queues(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    queues = client.queues()
+    if args.json:
+        write_json(out, [queue.raw for queue in queues])
+        return
+    write_table(out, ["NAME", "MAX_WORKERS", "POLLING_INTERVAL", "RATE", "BURST"], [
+        [q.name, q.max_workers, q.polling_interval, q.max_dispatches_per_second or "-",
+         q.max_burst_size or "-"] for q in queues
+    ])
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise UsageError(f"--set takes name=value, not {text!r}")
+    read = _QUEUE_MEMBERS.get(name)
+    if read is not None:
+        try:
+            return name, read(value)
+        except ValueError:
+            raise UsageError(f"--set {name}: {value!r} is not a number") from None
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def _queue(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.delete and args.set:
+        raise UsageError("give --set or --delete, not both")
+    if args.delete:
+        queue = client.delete_queue(args.name)
+    elif args.set:
+        # A PUT replaces the whole definition: start from the stored one, so that --set
+        # changes only what it names.
+        try:
+            members = dict(client.queue(args.name).raw)
+        except APIError as e:
+            if e.code != 404:
+                raise
+            members = {}
+        members.pop("name", None)
+        members.update(_setting(text) for text in args.set)
+        queue = client.put_queue(args.name, more=members)
+    else:
+        queue = client.queue(args.name)
+    if args.json:
+        write_json(out, queue.raw)
+    else:
+        write_fields(out, queue.raw)
+
+
+def _limit(args: argparse.Namespace, default: int | None = DEFAULT_LIMIT) -> int | None:
+    return None if args.all else (args.limit if args.limit is not None else default)
+
+
+def _jobs(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    states = JOB_STATES if args.state == "all" else (args.state,)
+    limit = _limit(args)
+
+    def every() -> Iterator[Job]:
+        left = limit
+        for state in states:
+            for job in client.jobs(args.queue, state, order=args.order, limit=left):
+                yield job
+                if left is not None:
+                    left -= 1
+            if left == 0:
+                return
+
+    jobs = list(every())
+    if args.json:
+        write_json(out, [job.raw for job in jobs])
+        return
+    write_table(out, ["ID", "STATUS", "NEXT_TRY", "FAILS", "CATEGORY", "URL", "PAYLOAD"], [
+        [j.id, j.status, j.raw.get("next_try"), f"{j.fail_count}/{j.max_retries + 1}",
+         j.category, j.url, j.payload] for j in jobs
+    ])
+
+
+def _time_option(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # the local time zone, as the daemon renders times
+    return moment
+
+
+def _failed_matches(args: argparse.Namespace) -> Callable[[FailedJob], bool]:
+    def matches(job: FailedJob) -> bool:
+        return ((args.category is None or job.category == args.category)
+                and (args.failed_after is None or job.failed_at >= args.failed_after)
+                and (args.failed_before is None or job.failed_at < args.failed_before))
+    return matches
+
+
+def _failed(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    filtered = (args.category, args.failed_after, args.failed_before) != (None, None, None)
+    if args.delete and not (filtered or args.all or args.limit is not None):
+        raise UsageError("failed --delete without --category, --failed-after, --failed-before"
+                         " or --limit empties the whole failure log; add --all to do that")
+    # Filters are applied here while the daemon has none (it lists the log by failure time).
+    limit = _limit(args, None if args.delete else DEFAULT_LIMIT)
+    matches = _failed_matches(args)
+    found: list[FailedJob] = []
+    for job in client.failed(args.queue, order=args.order):
+        if limit is not None and len(found) >= limit:
+            break
+        if matches(job):
+            found.append(job)
+    if args.delete:
+        # Entries already seen stay behind the cursor, so deleting them does not move the walk.
+        deleted = [client.delete_failed_job(args.queue, job.id) for job in found]
+        if args.json:
+            write_json(out, {"deleted": len(deleted), "ids": [job.id for job in deleted]})
+        else:
+            out.write(f"deleted {len(deleted)} failed job(s) from queue {args.queue}\n")
+        return
+    if args.json:
+        write_json(out, [job.raw for job in found])
+        return
+    write_table(out, ["ID", "JOB_ID", "FAILED_AT", "FAILS", "CATEGORY", "RESULT", "PAYLOAD"], [
+        [f.id, f.job_id, f.raw.get("failed_at"), f.fail_count, f.category,
+         f"{f.result.status} {f.result.code} {f.result.message}", f.payload] for f in found
+    ])
+
+
+def _routing(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.delete and args.queue:
+        raise UsageError("give --queue or --delete, not both")
+    if args.delete:
+        routing = client.delete_routing(args.category)
+    elif args.queue:
+        routing = client.put_routing(args.category, args.queue)
+    else:
+        routing = client.routing(args.category)
+    if args.json:
+        write_json(out, routing.raw)
+    else:
+        write_fields(out, routing.raw)
+
+
+def _routings(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    routings = client.routings()
+    if args.json:
+        write_json(out, [routing.raw for routing in routings])
+        return
+    write_table(out, ["CATEGORY", "QUEUE"], [[r.job_category, r.queue_name] for r in routings])
+
+
+_STATS_COLUMNS = [
+    ("PUSHES", "total_pushes"), ("POPS", "total_pops"), ("SUCCESSES", "total_successes"),
+    ("FAILURES", "total_failures"), ("FAILED", "total_permanent_failures"),
+    ("OUTSTANDING", "outstanding_jobs"), ("WORKERS", "total_workers"),
+    ("IDLE", "idle_workers"), ("ACTIVE", "active_nodes"),
+]
+
+
+def _stats(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.queue is not None:
+        stats = client.queue_stats(args.queue)
+        if args.json:
+            write_json(out, stats.raw)
+        else:
+            write_fields(out, stats.raw)
+        return
+    by_queue = client.queues_stats()
+    if args.json:
+        write_json(out, {name: stats.raw for name, stats in by_queue.items()})
+        return
+    write_table(out, ["QUEUE", *(title for title, _ in _STATS_COLUMNS)], [
+        [name, *(getattr(stats, member) for _, member in _STATS_COLUMNS)]
+        for name, stats in by_queue.items()
+    ])
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument(
+        "--server", metavar="URL", default=argparse.SUPPRESS,
+        help=f"the daemon's URL (default: FIREWORQ_URL, else {DEFAULT_SERVER})")
+    group.add_argument(
+        "--token", metavar="TOKEN", default=argparse.SUPPRESS,
+        help="sent as 'Authorization: Bearer TOKEN' (default: FIREWORQ_TOKEN)")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print the daemon's JSON, for scripts")
+    return common
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return value
+
+
+def _list_options(parser: argparse.ArgumentParser, what: str) -> None:
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--limit", type=_positive, metavar="N",
+                        help=f"show at most N {what} (default {DEFAULT_LIMIT})")
+    amount.add_argument("--all", action="store_true", help=f"show every {what[:-1]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="fireworq", parents=[common],
+        description="Talk to a running fireworq-py daemon. Without a command, fireworq runs"
+                    " the daemon (fireworq --help).")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, run: Callable[[Client, argparse.Namespace, TextIO], None],
+                help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    push = command("push", _push, "push a job of a category")
+    push.add_argument("category")
+    push.add_argument("--url", required=True, help="the worker URL the payload is POSTed to")
+    push.add_argument("--payload", metavar="JSON",
+                      help="the payload, JSON text the worker receives as written")
+    push.add_argument("--run-after", type=int, metavar="S", help="delay before the first try")
+    push.add_argument("--max-retries", type=int, metavar="N", help="retries after a failure")
+    push.add_argument("--retry-delay", type=int, metavar="S", help="delay between tries")
+    push.add_argument("--timeout", type=int, metavar="S", help="limit of one worker exchange")
+
+    command("queues", _queues, "list the queues")
+
+    queue = command("queue", _queue, "show a queue; define or change it with --set")
+    queue.add_argument("name")
+    queue.add_argument("--set", action="append", metavar="NAME=VALUE",
+                       help="set a member (max_workers=8); the others keep their values")
+    queue.add_argument("--delete", action="store_true",
+                       help="delete the definition (its jobs and failure log stay)")
+
+    jobs = command("jobs", _jobs, "list the jobs of a queue")
+    jobs.add_argument("queue")
+    jobs.add_argument("--state", choices=[*JOB_STATES, "all"], default="all")
+    jobs.add_argument("--order", choices=["desc", "asc"], default="desc",
+                      help="by next try: latest first (desc) or earliest first")
+    _list_options(jobs, "jobs")
+
+    failed = command("failed", _failed, "list (or --delete) a queue's failure log")
+    failed.add_argument("queue")
+    failed.add_argument("--delete", action="store_true",
+                        help="delete the entries the filters select")
+    failed.add_argument("--category", help="only jobs of this category")
+    failed.add_argument("--failed-after", type=_time_option, metavar="TIME",
+                        help="only failures at or after TIME (RFC 3339)")
+    failed.add_argument("--failed-before", type=_time_option, metavar="TIME",
+                        help="only failures before TIME (RFC 3339)")
+    failed.add_argument("--order", choices=["failed", "created"], default="failed",
+                        help="most recent failure first, or most recently pushed first")
+    _list_options(failed, "entries")
+
+    command("routings", _routings, "list the routings")
+
+    routing = command("routing", _routing, "show a routing; route a category with --queue")
+    routing.add_argument("category")
+    routing.add_argument("--queue", help="send jobs of the category to this queue")
+    routing.add_argument("--delete", action="store_true", help="delete the routing")
+
+    stats = command("stats", _stats, "the stats of every queue, or of one")
+    stats.add_argument("queue", nargs="?")
+    return parser
+
+
+#: The names that make ``fireworq`` a client rather than the daemon.
+COMMANDS = ("push", "queues", "queue", "jobs", "failed", "routings", "routing", "stats")
+#: Options that may come before the command.
+LEADING_OPTIONS = ("--server", "--token", "--json")
+
+
+def is_command(args: Sequence[str]) -> bool:
+    if not args:
+        return False
+    first = args[0].partition("=")[0]
+    return first in COMMANDS or first in LEADING_OPTIONS
+
+
+def run(args: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | None = None,
+        environ: Mapping[str, str] | None = None) -> int:
+    """Run one command; the exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    env = os.environ if environ is None else environ
+    parser = build_parser()
+    try:
+        parsed = parser.parse_args(list(args))
+    except SystemExit as e:  # argparse's usage errors (2), and --help (0)
+        return int(e.code or 0)
+    parsed.json = getattr(parsed, "json", False)
+    server = getattr(parsed, "server", None) or env.get("FIREWORQ_URL") or DEFAULT_SERVER
+    token = getattr(parsed, "token", None) or env.get("FIREWORQ_TOKEN") or None
+    try:
+        client = Client(server, token=token)
+    except ValueError as e:
+        err.write(f"fireworq: --server: {e}\n")
+        return EXIT_USAGE
+    try:
+        with client:
+            parsed.run(client, parsed, out)
+    except UsageError as e:
+        err.write(f"fireworq {parsed.command}: {e}\n")
+        return EXIT_USAGE
+    except UnexpectedAnswer as e:
+        err.write(f"fireworq: unexpected answer from {client.address.url}: {e}\n")
+        return EXIT_API
+    except APIError as e:
+        err.write(f"fireworq: {e}\n")
+        return EXIT_API
+    return EXIT_OK
