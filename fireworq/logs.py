@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from typing import IO, Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     textFileLogObserver,
 )
@@ -205,6 +208,22 @@ class JsonErrorLogObserver:
             pass
 
 
+# Twisted's own lines for each port opened and closed ("FireworqSite starting on 8080",
+# "(TCP Port 8080 Closed)"): the daemon's start-up line says where it listens, plainly.
+_PORT_NOISE = re.compile(r"\S+ starting on \S+|\((?:\S+ )?Port \S+ Closed\)")
+_DROP: PredicateResult = PredicateResult.no
+_UNDECIDED: PredicateResult = PredicateResult.maybe
+
+
+@implementer(ILogFilterPredicate)
+class _WithoutPortNoise:
+    def __call__(self, event: LogEvent) -> PredicateResult:
+        if event.get("log_namespace") == "log_legacy" and _PORT_NOISE.fullmatch(
+                formatEvent(event)):
+            return _DROP
+        return _UNDECIDED
+
+
 class ErrorLog:
     """Owns the error-log destination, so SIGUSR1 can reopen it."""
 
@@ -219,7 +238,7 @@ class ErrorLog:
         else:
             base = textFileLogObserver(_stderr())
         predicate = LogLevelFilterPredicate(defaultLogLevel=self._level)
-        return FilteringLogObserver(base, [predicate])
+        return FilteringLogObserver(base, [predicate, _WithoutPortNoise()])
 
     def _current(self) -> IO[bytes]:
         assert self._file is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
@@ -22,7 +22,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
-from fireworq import inherited
+from fireworq import __version__, inherited
 from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
 from fireworq.cluster import LockDriver
@@ -41,10 +41,19 @@ from fireworq.lifecycle import (
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.queues import QueueDefaults, QueueManager
+from fireworq.startup import (
+    LoggingRefused,
+    address_text,
+    ready_text,
+    sqlite_path_problem,
+    start_failure_text,
+    with_twistd_logging,
+)
 from fireworq.storage import Store
 from fireworq.storage.memory import MemoryStore
 from fireworq.storage.mysql import MySQLStore
 from fireworq.storage.sqlite import SqliteStore
+from fireworq.storage.unavailable import UnavailableStore
 
 __all__ = ["Options", "makeService", "FireworqService"]
 
@@ -88,14 +97,32 @@ class FireworqService(Service):
             max_response_body=config.dispatch_max_response_body,
         )
         http, self._http_pool = make_http_client(reactor, delivery_settings)
-        self.manager = QueueManager(
-            clock=reactor,
-            store=self.store,
-            ownership=self.ownership,
-            deliverer=Deliverer(http, reactor, delivery_settings),
-            queue_log=QueueLog(
-                self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
-            ),
+        self._deliverer = Deliverer(http, reactor, delivery_settings)
+        self._queue_log = QueueLog(
+            self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
+        )
+        self.manager = self._manager(self.store, self.ownership)
+        self._started_at = reactor.seconds()
+        self._api = self._api_resource(self.store, self.manager, self.ownership)
+        #: Why the store cannot be opened yet, while the daemon waits for its database.
+        self._waiting_for: str = ""
+        self.site = FireworqSite(
+            self._api, clock=reactor,
+            access_log=AccessLog(self._access_writer, config.access_log_tag),
+            max_request_body=config.max_request_body, keep_alive=config.keep_alive,
+        )
+        self._signals = SignalHandling(reactor, reopen_logs=self.reopen_logs)
+        self.ports: list[IListeningPort] = []
+        self._started: Deferred[None] | None = None
+
+    def _manager(self, store: Store, ownership: QueueOwnership) -> QueueManager:
+        config = self.config
+        return QueueManager(
+            clock=self._reactor,
+            store=store,
+            ownership=ownership,
+            deliverer=self._deliverer,
+            queue_log=self._queue_log,
             defaults=QueueDefaults(
                 polling_interval=config.queue_default_polling_interval,
                 max_workers=config.queue_default_max_workers,
@@ -105,18 +132,14 @@ class FireworqService(Service):
             push_concurrency=PUSH_CONCURRENCY.get(config.driver, 1),
             max_pending_pushes=config.max_pending_pushes,
         )
-        api = FireworqAPI(
-            clock=reactor, store=self.store, manager=self.manager, ownership=self.ownership,
-            settings=settings(config), started_at=reactor.seconds(),
-        )
-        self.site = FireworqSite(
-            api.resource(), clock=reactor,
-            access_log=AccessLog(self._access_writer, config.access_log_tag),
-            max_request_body=config.max_request_body, keep_alive=config.keep_alive,
-        )
-        self._signals = SignalHandling(reactor, reopen_logs=self.reopen_logs)
-        self.ports: list[IListeningPort] = []
-        self._started: Deferred[None] | None = None
+
+    def _api_resource(
+        self, store: Store, manager: QueueManager, ownership: QueueOwnership
+    ) -> Any:
+        return FireworqAPI(
+            clock=self._reactor, store=store, manager=manager, ownership=ownership,
+            settings=settings(self.config), started_at=self._started_at,
+        ).resource()
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd sets up logging from the application's ILogObserver component, if any:
@@ -142,11 +165,24 @@ class FireworqService(Service):
     async def _start(self) -> None:
         await self._open_store()
         await self.manager.start()
-        self.ports = await listen(self._reactor, self.config, self.site, inherited.SOCKETS)
-        log.info("fireworq listening on {addresses} (driver {driver})",
-                 addresses=", ".join(str(port.getHost()) for port in self.ports),
-                 driver=self.config.driver)
+        if self.ports:  # listening since the database was found away
+            self.site.resource = self._api
+        else:
+            self.ports = await listen(self._reactor, self.config, self.site, inherited.SOCKETS)
+        log.info("{line}", line=ready_text(self.config, self.ports, __version__))
         self._write_pid_file()
+
+    async def _listen_while_waiting(self) -> None:
+        """Answer as a daemon without its store: liveness yes (``/healthz``), readiness and
+        everything that needs the store 503, so that a supervisor does not restart a node
+        whose database is away, and load balancers keep away from it."""
+        store = UnavailableStore(lambda: "waiting for the database: " + self._waiting_for)
+        ownership = QueueOwnership(MemoryLocks(store), self._reactor)  # never started
+        self.site.resource = self._api_resource(store, self._manager(store, ownership), ownership)
+        self.ports = await listen(self._reactor, self.config, self.site, inherited.SOCKETS)
+        log.warn("Waiting for the database; meanwhile answering on {addresses}"
+                 " (/healthz 200, /readyz and requests that need the store 503)",
+                 addresses=", ".join(address_text(port) for port in self.ports))
 
     def _write_pid_file(self) -> None:
         path = self.config.pid
@@ -179,6 +215,9 @@ class FireworqService(Service):
             except StoreUnavailable as e:
                 if self.config.driver != "mysql" or isinstance(e, StoreMisconfigured):
                     raise
+                self._waiting_for = e.reason
+                if not self.ports:
+                    await self._listen_while_waiting()
                 log.warn("Database unavailable at start ({reason}); retrying in {delay} s",
                          reason=e.reason, delay=delay)
                 await self.store.close()
@@ -191,7 +230,8 @@ class FireworqService(Service):
         if not failure.check(StoreUnavailable, CannotListenError, OSError):
             log.failure("Start-up failed", failure)
         sys.__stderr__.write(  # type: ignore[union-attr]
-            "fireworq: cannot start: %s\n" % failure.getErrorMessage())
+            "fireworq: cannot start: %s\n"
+            % start_failure_text(failure.getErrorMessage(), self.config))
         # twistd exits 0 once the reactor stops; a failed start must not look like success.
         atexit.register(os._exit, 1)
         self._reactor.stop()
@@ -227,11 +267,23 @@ class FireworqService(Service):
         self.error_log.reopen()
 
 
+def _refuse_start(line: str) -> NoReturn:
+    sys.stderr.write("fireworq: %s\n" % line)
+    raise SystemExit(1)
+
+
 def makeService(options: Options) -> FireworqService:
     from twisted.internet import reactor
 
     try:
-        return FireworqService(options.config, reactor)
+        config = with_twistd_logging(options.config, options.parent)
+    except LoggingRefused as e:
+        _refuse_start(str(e))
+    if config.driver == "sqlite":
+        problem = sqlite_path_problem(config.sqlite_path)
+        if problem is not None:
+            _refuse_start("cannot open %s: %s" % (os.path.abspath(config.sqlite_path), problem))
+    try:
+        return FireworqService(config, reactor)
     except OSError as e:  # a log file that cannot be opened, say
-        sys.stderr.write("fireworq: cannot start: %s\n" % e)
-        raise SystemExit(1) from None
+        _refuse_start("cannot start: %s" % e)
