@@ -154,9 +154,10 @@ def _jobs(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     if args.json:
         write_json(out, [job.raw for job in jobs])
         return
-    write_table(out, ["ID", "STATUS", "NEXT_TRY", "FAILS", "CATEGORY", "URL", "PAYLOAD"], [
-        [j.id, j.status, j.raw.get("next_try"), f"{j.fail_count}/{j.max_retries + 1}",
-         j.category, j.url, j.payload] for j in jobs
+    write_table(out, ["ID", "STATUS", "NEXT_TRY", "FAILS", "MAX_RETRIES", "CATEGORY", "URL",
+                      "PAYLOAD"], [
+        [j.id, j.status, j.raw.get("next_try"), j.fail_count, j.max_retries, j.category, j.url,
+         j.payload] for j in jobs
     ])
 
 
