@@ -1,11 +1,13 @@
 """A tiny worker for trying fireworq-py: prints each job and answers success.
 
 Run it with `python3 docs/examples/worker.py` (port 8000), or `... 8001` for another port.
-A payload of {"fail": true} makes it answer a retryable failure.
+A payload of {"fail": true} makes it answer a retryable failure; {"sleep": 30} makes it take
+30 seconds (at most 300) before it answers, long enough to see the job grabbed.
 """
 
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -14,9 +16,15 @@ class Worker(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         print("job for", self.path, "payload:", body.decode("utf-8", "replace"), flush=True)
         try:
-            failing = json.loads(body).get("fail") is True
-        except (ValueError, AttributeError):
-            failing = False
+            job = json.loads(body)
+        except ValueError:
+            job = None
+        if not isinstance(job, dict):
+            job = {}
+        failing = job.get("fail") is True
+        sleep = job.get("sleep")
+        if isinstance(sleep, (int, float)) and not isinstance(sleep, bool) and sleep > 0:
+            time.sleep(min(sleep, 300))
         if failing:
             result = {"status": "failure", "message": "asked to fail"}
         else:
