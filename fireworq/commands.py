@@ -62,6 +62,14 @@ def write_json(out: TextIO, value: Any) -> None:
     out.write(json.dumps(value, ensure_ascii=False) + "\n")
 
 
+def write_one(out: TextIO, args: argparse.Namespace, raw: Mapping[str, Any]) -> None:
+    """One object: its JSON with --json, else a member per line."""
+    if args.json:
+        write_json(out, raw)
+    else:
+        write_fields(out, raw)
+
+
 # --- the commands ---------------------------------------------------------------------------
 
 
@@ -126,10 +134,7 @@ def _queue(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         queue = client.put_queue(args.name, more=members)
     else:
         queue = client.queue(args.name)
-    if args.json:
-        write_json(out, queue.raw)
-    else:
-        write_fields(out, queue.raw)
+    write_one(out, args, queue.raw)
 
 
 def _limit(args: argparse.Namespace, default: int | None = DEFAULT_LIMIT) -> int | None:
@@ -219,10 +224,7 @@ def _routing(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         routing = client.put_routing(args.category, args.queue)
     else:
         routing = client.routing(args.category)
-    if args.json:
-        write_json(out, routing.raw)
-    else:
-        write_fields(out, routing.raw)
+    write_one(out, args, routing.raw)
 
 
 def _routings(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -243,11 +245,7 @@ _STATS_COLUMNS = [
 
 def _stats(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     if args.queue is not None:
-        stats = client.queue_stats(args.queue)
-        if args.json:
-            write_json(out, stats.raw)
-        else:
-            write_fields(out, stats.raw)
+        write_one(out, args, client.queue_stats(args.queue).raw)
         return
     by_queue = client.queues_stats()
     if args.json:

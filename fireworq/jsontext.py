@@ -270,6 +270,7 @@ _LITERAL_OR_NUMBER = re.compile(r"null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+
 _STRING_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 _SIMPLE_ESCAPES = frozenset('"\\/bfnrt')
+_CLOSERS = {"{": "}", "[": "]"}
 
 
 class _SyntaxAt(Exception):
@@ -327,20 +328,15 @@ def _value_end(text: str, i: int) -> int:
     """The index after the JSON value at i. Iterative: a body may nest without limit here."""
     open_containers: list[str] = []
     while True:
-        if text.startswith("{", i):
+        closer = _CLOSERS.get(text[i:i + 1])
+        if closer is not None:
             i = _skip_ws(text, i + 1)
-            if text.startswith("}", i):
+            if text.startswith(closer, i):
                 i += 1
             else:
-                open_containers.append("}")
-                i = _member_value_start(text, i)
-                continue
-        elif text.startswith("[", i):
-            i = _skip_ws(text, i + 1)
-            if text.startswith("]", i):
-                i += 1
-            else:
-                open_containers.append("]")
+                open_containers.append(closer)
+                if closer == "}":
+                    i = _member_value_start(text, i)
                 continue
         elif text.startswith('"', i):
             i = _string_end(text, i)

@@ -246,6 +246,16 @@ class OfflineTests(TestCase):
                          {"url": "http://w/", "payload": "text"})
         self.assertRaises(ValueError, api.push, "c", "http://w/", 1, payload_json="1")
 
+    def test_values_checked(self) -> None:
+        """When an answer's members are not of their documented types, that is an
+        UnexpectedAnswer; members a newer daemon adds are kept in raw."""
+        from fireworq.client import UnexpectedAnswer
+        self.assertRaises(UnexpectedAnswer, Queue.from_json, [])
+        self.assertRaises(UnexpectedAnswer, Queue.from_json, {"name": "q", "max_workers": "2"})
+        self.assertRaises(UnexpectedAnswer, Queue.from_json, {"name": "q", "max_workers": True})
+        queue = Queue.from_json({"name": "q", "max_workers": 2, "paused": True})
+        self.assertEqual((queue, queue.raw["paused"]), (Queue("q", 0, 2, 0, 0), True))
+
     def test_put_queue_body(self) -> None:
         """When a queue is put, named parameters beat ``more`` and absent ones are not sent."""
         from fireworq.client import api

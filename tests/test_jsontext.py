@@ -140,7 +140,9 @@ class ParseObjectTests(SynchronousTestCase):
         self.assertInvalid(b'\xef\xbb\xbf{"a":1}', "Invalid JSON: Expecting value: line 1 column 1")
 
     def test_syntax_errors(self) -> None:
-        """When the JSON is malformed, the message names what and where."""
+        """When the JSON is malformed, the message names what and where, the same on every
+        Python version, also where CPython's own wording changed (3.13 says "Illegal trailing
+        comma")."""
         cases = {
             b'{"url": }': "Expecting value: line 1 column 9",
             b'{"a":1,}': "Expecting property name enclosed in double quotes: line 1 column 8",
@@ -155,14 +157,6 @@ class ParseObjectTests(SynchronousTestCase):
             b'{\n  "a": 1,\n  "b": tru\n}': "Expecting value: line 3 column 8",
             b"x": "Expecting value: line 1 column 1",
             b'{"a":01}': "Expecting ',' delimiter: line 1 column 7",
-        }
-        for body, message in cases.items():
-            self.assertInvalid(body, "Invalid JSON: " + message)
-
-    def test_messages_our_own(self) -> None:
-        """When the JSON is malformed, the message is the same on every Python version, also
-        where CPython's own wording changed (3.13 says "Illegal trailing comma")."""
-        cases = {
             b'{"a":{"b":[1,2 3]}}': "Expecting ',' delimiter: line 1 column 16",
             b'{"a":1,"b"}': "Expecting ':' delimiter: line 1 column 11",
             b'{"a":"\\ud80"}': "Invalid \\uXXXX escape: line 1 column 8",

@@ -108,6 +108,29 @@ class Paged(Generic[T]):
     limit: int | None = None
 
 
+class Walk(Generic[T]):
+    """Where a walk through a list stands: the call for the next page, and which items of each
+    page to keep (``limit`` counts them)."""
+
+    def __init__(self, paged: Paged[T]) -> None:
+        self._paged = paged
+        self._remaining = paged.limit
+        self._cursor: str | None = ""
+
+    def next_call(self) -> Call[Page[T]] | None:
+        """The next page's call; None once the walk is over."""
+        if self._cursor is None or self._remaining == 0:
+            return None
+        return self._paged.page(self._cursor)
+
+    def take(self, page: Page[T]) -> tuple[T, ...]:
+        items = page.items if self._remaining is None else page.items[: self._remaining]
+        if self._remaining is not None:
+            self._remaining -= len(items)
+        self._cursor = page.next_cursor or None
+        return items
+
+
 def default_server() -> str:
     """``FIREWORQ_URL``, else http://127.0.0.1:8080."""
     return os.environ.get("FIREWORQ_URL") or DEFAULT_SERVER

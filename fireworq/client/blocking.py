@@ -17,6 +17,7 @@ from fireworq.client.api import (
     Paged,
     Request,
     ServerAddress,
+    Walk,
     default_server,
     request_headers,
 )
@@ -87,17 +88,9 @@ class Client:
 
     def walk(self, paged: Paged[T]) -> Iterator[T]:
         """The items of a list endpoint, fetching pages as the iteration goes."""
-        remaining = paged.limit
-        cursor = ""
-        while remaining is None or remaining > 0:
-            page = self.run(paged.page(cursor))
-            items = page.items if remaining is None else page.items[:remaining]
-            yield from items
-            if remaining is not None:
-                remaining -= len(items)
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
+        walk = Walk(paged)
+        while (call := walk.next_call()) is not None:
+            yield from walk.take(self.run(call))
 
     def send(self, request: Request) -> Answer:
         with self._lock:

@@ -20,6 +20,7 @@ from fireworq.client.api import (
     Paged,
     Request,
     ServerAddress,
+    Walk,
     default_server,
     request_headers,
 )
@@ -90,18 +91,10 @@ class TwistedClient:
 
     async def walk(self, paged: Paged[T]) -> AsyncIterator[T]:
         """The items of a list endpoint, fetching pages as the iteration goes."""
-        remaining = paged.limit
-        cursor = ""
-        while remaining is None or remaining > 0:
-            page = await self.run(paged.page(cursor))
-            items = page.items if remaining is None else page.items[:remaining]
-            for item in items:
+        walk = Walk(paged)
+        while (call := walk.next_call()) is not None:
+            for item in walk.take(await self.run(call)):
                 yield item
-            if remaining is not None:
-                remaining -= len(items)
-            if not page.next_cursor:
-                return
-            cursor = page.next_cursor
 
     async def send(self, request: Request) -> Answer:
         address = self.address

@@ -2,28 +2,25 @@
 
 Each value is read from the JSON object the daemon sent, which it keeps as ``raw``: members
 this version of the client does not know (added by a newer daemon) are still there, and
-``raw`` is what ``fireworq ... --json`` prints.
+``raw`` is what ``fireworq ... --json`` prints. A member is read by the type of its field.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Mapping, TypeVar
 
 import attrs
 
 T = TypeVar("T")
+V = TypeVar("V", bound="_FromJSON")
 
 JSONObject = Mapping[str, Any]
+Reader = Callable[[JSONObject, str], Any]
 
 
 class UnexpectedAnswer(ValueError):
     """An answer that is not what docs/api.md says the endpoint answers."""
-
-
-def _raw() -> Any:
-    # Not part of a value's identity: two answers with the same members compare equal.
-    return attrs.field(eq=False, repr=False, factory=dict, kw_only=True)
 
 
 def _object(value: Any) -> JSONObject:
@@ -32,16 +29,16 @@ def _object(value: Any) -> JSONObject:
     return value
 
 
-def _int(json: JSONObject, name: str, default: int | None = None) -> int:
-    value = json.get(name, default)
+def _int(json: JSONObject, name: str) -> int:
+    value = json.get(name)
     if type(value) is not int:
         raise UnexpectedAnswer(f"member {name!r} is not an integer: {value!r}")
     return value
 
 
-def _number(json: JSONObject, name: str, default: float | None = None) -> float:
-    value = json.get(name, default)
-    if type(value) not in (int, float):
+def _number(json: JSONObject, name: str) -> float:
+    value = json.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UnexpectedAnswer(f"member {name!r} is not a number: {value!r}")
     return float(value)
 
@@ -61,8 +58,45 @@ def _time(json: JSONObject, name: str) -> datetime:
         raise UnexpectedAnswer(f"member {name!r} is not an RFC 3339 time: {text!r}") from None
 
 
+def _any(json: JSONObject, name: str) -> Any:
+    return json.get(name)
+
+
+def _zero_when_left_out(read: Reader) -> Reader:
+    # The daemon leaves some members out when they are 0 (docs/api.md, queue definition).
+    return lambda json, name: read(json, name) if name in json else 0
+
+
+#: Field type (as written in the class) -> how a member of that type is read.
+_READERS: dict[str, Reader] = {
+    "int": _int, "float": _number, "str": _str, "datetime": _time, "Any": _any,
+}
+
+
+def _raw() -> Any:
+    # Not part of a value's identity: two answers with the same members compare equal.
+    return attrs.field(eq=False, repr=False, factory=dict, kw_only=True)
+
+
+class _FromJSON:
+    """Values read from a JSON object member by member, by the types of their fields;
+    ``_READ`` names the fields read otherwise."""
+
+    _READ: ClassVar[Mapping[str, Reader]] = {}
+
+    @classmethod
+    def from_json(cls: type[V], value: Any) -> V:
+        json = _object(value)
+        members = {
+            field.name: cls._READ.get(field.name) or _READERS[str(field.type)]
+            for field in attrs.fields(cls) if field.name != "raw"  # type: ignore[arg-type]
+        }
+        return cls(**{name: read(json, name) for name, read in members.items()},  # type: ignore[call-arg]
+                   raw=json)
+
+
 @attrs.frozen
-class Queue:
+class Queue(_FromJSON):
     """A queue definition. Members the daemon leaves out when 0 read as 0."""
 
     name: str
@@ -72,33 +106,22 @@ class Queue:
     max_burst_size: int
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> Queue:
-        json = _object(value)
-        return cls(
-            name=_str(json, "name"),
-            polling_interval=_int(json, "polling_interval", 0),
-            max_workers=_int(json, "max_workers"),
-            max_dispatches_per_second=_number(json, "max_dispatches_per_second", 0),
-            max_burst_size=_int(json, "max_burst_size", 0),
-            raw=json,
-        )
+    _READ = {
+        "polling_interval": _zero_when_left_out(_int),
+        "max_dispatches_per_second": _zero_when_left_out(_number),
+        "max_burst_size": _zero_when_left_out(_int),
+    }
 
 
 @attrs.frozen
-class Routing:
+class Routing(_FromJSON):
     job_category: str
     queue_name: str
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> Routing:
-        json = _object(value)
-        return cls(_str(json, "job_category"), _str(json, "queue_name"), raw=json)
-
 
 @attrs.frozen
-class PushedJob:
+class PushedJob(_FromJSON):
     """A push as the daemon accepted it (the job is stored)."""
 
     id: int
@@ -113,20 +136,9 @@ class PushedJob:
     max_retries: int
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> PushedJob:
-        json = _object(value)
-        return cls(
-            id=_int(json, "id"), queue_name=_str(json, "queue_name"),
-            category=_str(json, "category"), url=_str(json, "url"), payload=json.get("payload"),
-            run_after=_int(json, "run_after"), timeout=_int(json, "timeout"),
-            retry_delay=_int(json, "retry_delay"), max_retries=_int(json, "max_retries"),
-            raw=json,
-        )
-
 
 @attrs.frozen
-class Job:
+class Job(_FromJSON):
     """A job in the store: ``status`` is ``claimed`` (waiting or deferred) or ``grabbed``."""
 
     id: int
@@ -142,18 +154,6 @@ class Job:
     retry_delay: int
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> Job:
-        json = _object(value)
-        return cls(
-            id=_int(json, "id"), category=_str(json, "category"), url=_str(json, "url"),
-            payload=json.get("payload"), status=_str(json, "status"),
-            created_at=_time(json, "created_at"), next_try=_time(json, "next_try"),
-            timeout=_int(json, "timeout"), fail_count=_int(json, "fail_count"),
-            max_retries=_int(json, "max_retries"), retry_delay=_int(json, "retry_delay"),
-            raw=json,
-        )
-
 
 @attrs.frozen
 class Result:
@@ -163,14 +163,14 @@ class Result:
     code: int
     message: str
 
-    @classmethod
-    def from_json(cls, value: Any) -> Result:
-        json = _object(value)
-        return cls(_str(json, "status"), _int(json, "code"), _str(json, "message"))
+
+def _result(json: JSONObject, name: str) -> Result:
+    result = _object(json.get(name))
+    return Result(_str(result, "status"), _int(result, "code"), _str(result, "message"))
 
 
 @attrs.frozen
-class FailedJob:
+class FailedJob(_FromJSON):
     """An entry of a queue's failure log."""
 
     id: int
@@ -184,19 +184,11 @@ class FailedJob:
     created_at: datetime
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> FailedJob:
-        json = _object(value)
-        return cls(
-            id=_int(json, "id"), job_id=_int(json, "job_id"), category=_str(json, "category"),
-            url=_str(json, "url"), payload=json.get("payload"),
-            result=Result.from_json(json.get("result")), fail_count=_int(json, "fail_count"),
-            failed_at=_time(json, "failed_at"), created_at=_time(json, "created_at"), raw=json,
-        )
+    _READ = {"result": _result}
 
 
 @attrs.frozen
-class QueueStats:
+class QueueStats(_FromJSON):
     """One node's counters of one queue (docs/api.md, "Queue stats")."""
 
     total_pushes: int
@@ -214,32 +206,29 @@ class QueueStats:
     active_nodes: int
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> QueueStats:
-        json = _object(value)
-        members: dict[str, Any] = {
-            field.name: _int(json, field.name) for field in attrs.fields(cls)
-            if field.name != "raw"
-        }
-        return cls(**members, raw=json)
-
 
 @attrs.frozen
-class Node:
+class Node(_FromJSON):
     """The node (a MySQL session, or a process) that dispatches a queue."""
 
     id: str
     host: str
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> Node:
-        json = _object(value)
-        return cls(_str(json, "id"), _str(json, "host"), raw=json)
+
+def _gc_counts(json: JSONObject, name: str) -> tuple[int, ...]:
+    counts = json.get(name)
+    if not isinstance(counts, list) or not all(type(c) is int for c in counts):
+        raise UnexpectedAnswer(f"member {name!r} is not a list of integers: {counts!r}")
+    return tuple(counts)
+
+
+def _int_or_null(json: JSONObject, name: str) -> int | None:
+    return None if json.get(name) is None else _int(json, name)
 
 
 @attrs.frozen
-class ProcessStats:
+class ProcessStats(_FromJSON):
     """``GET /stats``: figures of the daemon process."""
 
     time: int
@@ -255,22 +244,7 @@ class ProcessStats:
     open_fds: int | None
     raw: JSONObject = _raw()
 
-    @classmethod
-    def from_json(cls, value: Any) -> ProcessStats:
-        json = _object(value)
-        counts = json.get("gc_counts")
-        if not isinstance(counts, list) or not all(type(c) is int for c in counts):
-            raise UnexpectedAnswer(f"member 'gc_counts' is not a list of integers: {counts!r}")
-        open_fds = json.get("open_fds")
-        return cls(
-            time=_int(json, "time"), version=_str(json, "version"),
-            python_version=_str(json, "python_version"), pid=_int(json, "pid"),
-            uptime_seconds=_number(json, "uptime_seconds"), rss_bytes=_int(json, "rss_bytes"),
-            cpu_user_seconds=_number(json, "cpu_user_seconds"),
-            cpu_system_seconds=_number(json, "cpu_system_seconds"),
-            threads=_int(json, "threads"), gc_counts=tuple(counts),
-            open_fds=None if open_fds is None else _int(json, "open_fds"), raw=json,
-        )
+    _READ = {"gc_counts": _gc_counts, "open_fds": _int_or_null}
 
 
 @attrs.frozen
