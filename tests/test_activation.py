@@ -90,7 +90,7 @@ class ActivationTests(TestCase):
                          f"--bind=127.0.0.1:{self.bind_port}"),
             "--name", "http")
         self.assertIn("Serving on the inherited socket http", child.err)
-        self.assertIn(f"port={port})", child.err)
+        self.assertIn(f"{LISTENING} 127.0.0.1:{port} (", child.err)
         await self.assert_serves_inherited_only(child, port)
         await self.stop(child)
 
@@ -119,7 +119,7 @@ class ActivationTests(TestCase):
                            "LISTEN_FDNAMES": "http"})
         await child.wait_for_text(LISTENING)
         self.assertNotIn("inherited", child.err)
-        self.assertIn(f"port={self.bind_port})", child.err)
+        self.assertIn(f"{LISTENING} 127.0.0.1:{self.bind_port} (", child.err)
         api = ApiClient(self, f"http://127.0.0.1:{self.bind_port}")
         self.assertEqual((await api.ok("GET", "/healthz")), {"status": "ok"})
         self.assertEqual(await child.stop("TERM"), Exit(0, None))
