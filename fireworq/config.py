@@ -1,5 +1,5 @@
 """The daemon's configuration: options of the ``fireworq`` twistd plugin, ``FIREWORQ_*``
-environment variables and defaults, validated into one frozen L{Config} (API.md 5.1, 5.2).
+environment variables and defaults, validated into one frozen L{Config} (docs/configuration.md).
 
 One table, L{SPECS}, drives the options, their help, parsing, validation and ``/settings``.
 """
@@ -144,7 +144,7 @@ def _bind(text: str) -> str:
 
 @attrs.frozen
 class KeySpec:
-    """One configuration key of API.md 5.2."""
+    """One configuration key of docs/configuration.md, Keys."""
 
     key: str
     parse: Parser
@@ -172,7 +172,8 @@ class KeySpec:
 
 _LEVEL_DEFAULT = "info; debug when DEBUG is set"
 
-#: Every key, in the order of API.md 5.2 and of ``/settings`` (alphabetical, as Fireworq's).
+#: Every key, in the order of docs/configuration.md, Keys and of ``/settings`` (alphabetical, as
+#: Fireworq's).
 SPECS: tuple[KeySpec, ...] = (
     KeySpec("access_log", _any, "", "file the access log is appended to", "standard output"),
     KeySpec("access_log_tag", _any, "fireworq.access", "tag of access-log lines"),
@@ -379,7 +380,7 @@ class Config:
     shutdown_timeout: int
     sqlite_path: str
     #: (key, text) of every key given by an option or the environment, exactly as given:
-    #: ``/settings`` shows these (API.md 2.2).
+    #: ``/settings`` shows these (docs/api.md, GET /settings).
     given_text: tuple[tuple[str, str], ...] = attrs.field(default=(), kw_only=True, repr=False)
 
     @property
@@ -420,8 +421,8 @@ def _quote(text: str) -> str:
 
 
 def load_config(options: Mapping[str, str | None], environ: Mapping[str, str]) -> Config:
-    """Resolve every key from C{options} (by key name, None = not given), then C{environ}
-    (empty = unset), then the default, and validate it (API.md 5.1).
+    """Resolve every key from C{options} (by key name, None = not given), then C{environ} (empty =
+    unset), then the default, and validate it (docs/configuration.md, How values are given).
 
     @raise ConfigError: naming the key, where its value came from and the problem.
     """
@@ -464,8 +465,8 @@ def _render(value: object) -> str:
 
 
 def settings(config: Config) -> dict[str, str]:
-    """The object of ``GET /settings`` (API.md 2.2): every key in order, given values exactly
-    as given, defaults (computed ones too) resolved, DSN passwords masked."""
+    """The object of ``GET /settings`` (docs/api.md, GET /settings): every key in order, given
+    values exactly as given, defaults (computed ones too) resolved, DSN passwords masked."""
     given = dict(config.given_text)
     result = {}
     for spec in SPECS:

@@ -1,4 +1,4 @@
-"""Keyset cursors of the list endpoints (API.md 1.7)."""
+"""Keyset cursors of the list endpoints (docs/api.md, Lists and cursors)."""
 
 from __future__ import annotations
 

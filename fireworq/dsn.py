@@ -1,4 +1,5 @@
-"""MySQL data source names in the syntax of Go's ``go-sql-driver/mysql`` (API.md 5.3).
+"""MySQL data source names in the syntax of Go's ``go-sql-driver/mysql`` (docs/configuration.md,
+MySQL DSN).
 
 Fireworq's DSNs must keep working unchanged, so the parse follows the Go driver's own scan
 (last ``/``, last ``@``, first ``:``) rather than URL rules.
@@ -169,7 +170,7 @@ def _tcp_address(address: str) -> tuple[str, int]:
 
 
 def parse_dsn(text: str) -> MySQLDSN:
-    """Parse a DSN of API.md 5.3.
+    """Parse a DSN of docs/configuration.md, MySQL DSN.
 
     @raise ValueError: with a short reason (never containing the password) when C{text} is
         not a valid DSN.
@@ -267,7 +268,8 @@ def parse_dsn(text: str) -> MySQLDSN:
 
 
 def mask_dsn(text: str) -> str:
-    """C{text} with its password replaced by ``***`` (API.md 5.3), for display and logs.
+    """C{text} with its password replaced by ``***`` (docs/configuration.md, MySQL DSN), for
+    display and logs.
 
     An invalid DSN cannot be trusted to follow the grammar (a password containing ``/`` may be
     what made it invalid), so there the user information is taken to end at the **last** ``@``

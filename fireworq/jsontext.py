@@ -1,4 +1,4 @@
-"""JSON text as the HTTP API reads and writes it (API.md 1.1, 1.3, 1.6).
+"""JSON text as the HTTP API reads and writes it (docs/api.md, Conventions).
 
 Request bodies are parsed with the C scanner of :mod:`json`, one top-level member at a time, so
 that each member keeps its exact source text (payloads are stored byte for byte). Responses are
@@ -82,7 +82,8 @@ _STR_HARD = re.compile('[\x00-\x1f<>&\u2028\u2029\ud800-\udfff]')
 
 @attrs.frozen
 class RawJSON:
-    """JSON text that is emitted verbatim by encode(). text must already be compact and escaped as API.md 1.3 says."""
+    """JSON text that is emitted verbatim by encode(). text must already be compact and escaped as
+    docs/api.md, Responses says."""
 
     text: str
 
@@ -244,7 +245,8 @@ def _parse_members(text: str) -> dict[str, Member] | None:
 
 
 def parse_object(body: bytes) -> dict[str, Member]:
-    """The top-level members of a request body (API.md 1.1); the last of duplicate keys wins."""
+    """The top-level members of a request body (docs/api.md, Requests); the last of duplicate keys
+    wins."""
     if not body or (body[0] in _WS_BYTES and not body.strip(_WS_BYTES)):
         raise InvalidInput(_EMPTY_BODY)
     try:
@@ -431,7 +433,7 @@ def get_string(members: dict[str, Member], name: str) -> str | None:
 
 
 def stored_payload(member: Member | None) -> bytes:
-    """The stored payload for a push's payload member (API.md 1.6)."""
+    """The stored payload for a push's payload member (docs/api.md, Payloads)."""
     if member is None or member.value is None:
         return b""
     value = member.value
@@ -485,7 +487,7 @@ def _is_json_value(text: str) -> bool:
 
 
 def reread_payload(stored: bytes) -> RawJSON:
-    """A stored payload as job inspection and the failure log show it (API.md 1.6)."""
+    """A stored payload as job inspection and the failure log show it (docs/api.md, Payloads)."""
     text = stored.decode("utf-8", _REPLACE_EACH_BYTE)
     value_text = text.strip(_WS)
     if value_text and _is_json_value(value_text):
@@ -498,7 +500,7 @@ def _escape_str_char(m: re.Match[str]) -> str:
 
 
 def encode_str(s: str) -> str:
-    """A JSON string literal for s, escaped as Go's encoding/json does (API.md 1.3)."""
+    """A JSON string literal for s, escaped as Go's encoding/json does (docs/api.md, Responses)."""
     if _STR_UNSAFE.search(s) is None:
         return '"' + s + '"'
     if _STR_HARD.search(s) is None:
@@ -508,7 +510,7 @@ def encode_str(s: str) -> str:
 
 
 def format_number(x: float) -> str:
-    """A number as JSON text, as encode() writes it (API.md 1.3)."""
+    """A number as JSON text, as encode() writes it (docs/api.md, Responses)."""
     return _format_float(x) if isinstance(x, float) else str(x)
 
 

@@ -1,4 +1,4 @@
-"""The three logs of API.md section 6: queue log, access log (JSON lines) and error log.
+"""The three logs of docs/configuration.md, Logs: queue log, access log (JSON lines) and error log.
 
 The queue and access logs are written once per job event and once per request, so they
 bypass the global log publisher: lines are formatted directly and written once per reactor
@@ -104,7 +104,7 @@ _ACCESS_LINE = (
 
 
 class QueueLog:
-    """One JSON line per job event (API.md 6.1)."""
+    """One JSON line per job event (docs/configuration.md, Queue log)."""
 
     def __init__(self, writer: LineWriter, clock: IReactorTime, tag: str, level: str) -> None:
         self._writer = writer
@@ -159,7 +159,8 @@ class QueueLog:
 
 
 class AccessLog:
-    """One JSON line per HTTP request, once its response is sent (API.md 6.2)."""
+    """One JSON line per HTTP request, once its response is sent (docs/configuration.md, Access
+    log)."""
 
     def __init__(self, writer: LineWriter, tag: str) -> None:
         self._writer = writer

@@ -1,4 +1,5 @@
-"""Passwords in worker URLs, hidden for logs the way DSN passwords are (API.md 5.3, 6)."""
+"""Passwords in worker URLs, hidden for logs the way DSN passwords are (docs/configuration.md,
+Logs)."""
 
 from __future__ import annotations
 

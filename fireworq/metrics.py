@@ -1,4 +1,4 @@
-"""``/metrics`` (API.md 2.6): the node's counters in the Prometheus text format.
+"""``/metrics`` (docs/api.md, GET /metrics): the node's counters in the Prometheus text format.
 
 The numbers already live in each queue's ``QueueStats``; a registry is built per scrape
 around them (no global registry, no ``_created`` series), plus prometheus-client's process

@@ -19,7 +19,7 @@ _NOT_TABLE_SAFE = re.compile(r"[^0-9a-z_]")
 
 
 def table_part(queue_name: str) -> str:
-    """The part of a queue's table names that stands for the queue (API.md 1.8)."""
+    """The part of a queue's table names that stands for the queue (docs/api.md, Names and ids)."""
     return _NOT_TABLE_SAFE.sub("_", queue_name)
 
 
@@ -33,7 +33,7 @@ def is_valid_category(category: str) -> bool:
 
 #: Marks a queue member of our own (attrs metadata): see ``QueueDefinition``.
 OWN_MEMBER = "fireworq.own_member"
-#: Ranges of the failure-log retention members (API.md-style integer fields).
+#: Ranges of the failure-log retention members (integer fields, as docs/api.md, PUT /queue).
 MAX_FAILED_JOB_TTL = 315360000
 MAX_FAILED_JOB_LIMIT = 100000000
 
@@ -143,7 +143,7 @@ class JobStatus(str, Enum):
 
 
 class JobState(str, Enum):
-    """The three inspection lists of API.md 2.19-2.21."""
+    """The three inspection lists of docs/api.md, Inspecting jobs."""
 
     GRABBED = "grabbed"
     WAITING = "waiting"
@@ -152,7 +152,7 @@ class JobState(str, Enum):
 
 @attrs.frozen
 class NewJob:
-    """A job as a push stores it. ``payload`` is the stored payload (API.md 1.6)."""
+    """A job as a push stores it. ``payload`` is the stored payload (docs/api.md, Payloads)."""
 
     category: str
     url: str
@@ -208,7 +208,7 @@ class ResultStatus(str, Enum):
 
 @attrs.frozen
 class WorkerResult:
-    """The outcome of one delivery attempt (API.md 3.3)."""
+    """The outcome of one delivery attempt (docs/worker-protocol.md, The answer)."""
 
     status: str
     code: int
@@ -329,12 +329,13 @@ class FailedOrder(str, Enum):
 
 
 def job_position(job: Job) -> tuple[int, int]:
-    """Where a job stands in the inspection lists (API.md 2.19): (next_try, id)."""
+    """Where a job stands in the inspection lists (docs/api.md, the job lists): (next_try, id)."""
     return job.next_try, job.id
 
 
 def failed_position(order: FailedOrder) -> Callable[[FailedJob], tuple[int, int]]:
-    """Where a failed job stands in the failure log sorted by ``order`` (API.md 2.24)."""
+    """Where a failed job stands in the failure log sorted by ``order`` (docs/api.md, GET
+    /queue/{q}/failed)."""
     if order is FailedOrder.FAILED:
         return lambda failed: (failed.failed_at, failed.id)
     return lambda failed: (failed.created_at, failed.id)

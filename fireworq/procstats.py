@@ -1,4 +1,4 @@
-"""Process figures for ``/stats`` (API.md 2.3)."""
+"""Process figures for ``/stats`` (docs/api.md, GET /stats)."""
 
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ class QueueManager:
 
     def resolve(self, name: str, polling_interval: int, max_workers: int,
                 rate: float, burst: int) -> QueueDefinition:
-        """Apply the rules of API.md 2.10 to a queue definition request."""
+        """Apply the rules of docs/api.md, PUT /queue to a queue definition request."""
         if rate > 0 and burst == 0:
             raise InvalidInput("Cannot configure max_dispatches_per_second without max_burst_size")
         if burst > 0 and rate == 0:
@@ -286,11 +286,12 @@ class QueueManager:
     # Pushing
 
     def _routed(self, category: str) -> str | None:
-        """Steps 1 and 2 of API.md 2.18: the routing known here, else the default queue."""
+        """Steps 1 and 2 of docs/api.md, POST /job: the routing known here, else the default
+        queue."""
         return self.routings.get(category) or self.defaults.default_queue or None
 
     async def route(self, category: str) -> QueueDefinition:
-        """The queue a push of this category goes to (API.md 2.18)."""
+        """The queue a push of this category goes to (docs/api.md, POST /job)."""
         queue_name = self._routed(category)
         if queue_name is None:
             routing = await self._store.get_routing(category)

@@ -1,7 +1,7 @@
 """The composition root: builds the daemon from its configuration and runs its lifetime.
 
 This is the only module that touches the global reactor (in ``makeService``). Start:
-open the store → load queues and start dispatchers → listen. Stop (DESIGN.md section 7):
+open the store → load queues and start dispatchers → listen. Stop (docs/configuration.md, Stopping):
 stop listening → finish API requests → stop grabbing and wait for deliveries → release
 locks → close the HTTP pool, the logs and the store; all within ``shutdown_timeout``.
 """

@@ -1,4 +1,4 @@
-"""Rendering of store times (ms since the epoch) as API.md 1.5 wants them."""
+"""Rendering of store times (ms since the epoch) as docs/api.md, Times wants them."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Not a test module (pytest collects ``test_*.py`` only); ``test_e2e.py`` and
 ``test_durability.py`` import it by module name, as ``tests/`` is on ``sys.path`` under
 pytest's default import mode.
 
-Everything runs on the real reactor inside trial ``TestCase``s (STYLE.md 3.3): a daemon is a
+Everything runs on the real reactor inside trial ``TestCase``s: a daemon is a
 ``reactor.spawnProcess`` child whose standard output and error go straight to files in its own
 ``tempfile.mkdtemp`` directory; the worker is a ``twisted.web`` server on 127.0.0.1; the client
 is treq on its own non-persistent connection pool. Each of them registers its own cleanup on the
@@ -184,7 +184,7 @@ class ApiClient:
     async def push(self, category: str, url: str, payload_text: str | None = None,
                    **options: int) -> Reply:
         """POST /job/{category}; ``payload_text`` is spliced into the body verbatim, so the
-        worker must receive exactly those bytes (API.md 1.6). Returns the raw reply (its
+        worker must receive exactly those bytes (docs/api.md, Payloads). Returns the raw reply (its
         ``time`` is when the 200 came back)."""
         members = [f'"url": {json.dumps(url)}']
         if payload_text is not None:
@@ -418,7 +418,8 @@ class Daemon:
         return lines
 
     def queue_log(self, run: int | None = None, **match: Any) -> list[dict[str, Any]]:
-        """Queue-log lines (API.md 6.1), those whose members equal ``match`` if given."""
+        """Queue-log lines (docs/configuration.md, Queue log), those whose members equal ``match``
+        if given."""
         return [
             line for line in self.json_lines(run)
             if line.get("tag") == QUEUE_LOG_TAG

@@ -47,7 +47,8 @@ T = TypeVar("T")
 #: The store clock at the start of every test: 2024-11-28T10:40:00Z.
 START = 1_732_790_400.0
 
-#: The largest id a cursor may carry (API.md 1.7): beyond SQLite's (and BIGINT's) integers.
+#: The largest id a cursor may carry (docs/api.md, Lists and cursors): beyond SQLite's (and
+#: BIGINT's) integers.
 BEYOND = 2**64 - 1
 
 #: Payloads as the API stores them, and some it never would: the store keeps bytes.
@@ -58,7 +59,7 @@ PAYLOADS = (
     '{"name":"\u65e5\u672c\u8a9e \U0001f600"}'.encode("utf-8"),
 )
 
-#: A failure message with HTML characters and text outside ASCII (API.md 2.24, 3.5).
+#: A failure message with HTML characters and text outside ASCII (docs/api.md, Failure log).
 FAILURE_MESSAGE = (
     "Cannot parse body as JSON: Expecting value: line 1 column 1 (char 0)\n"
     "Original response body:\n<html>Bad Gateway & \u00abd\u00e9j\u00e0 vu\u00bb</html> "
@@ -118,7 +119,8 @@ def failedKey(order: FailedOrder) -> Callable[[FailedJob], tuple[int, int]]:
 def atOrAfter(
     keys: Sequence[tuple[int, int]], cursor: Cursor, ascending: bool
 ) -> list[tuple[int, int]]:
-    """The keys at or after the cursor's pair in the list's order (API.md 1.7)."""
+    """The keys at or after the cursor's pair in the list's order (docs/api.md, Lists and
+    cursors)."""
     pair = (cursor.time, cursor.id)
     return [key for key in keys if (key >= pair if ascending else key <= pair)]
 
@@ -1632,7 +1634,8 @@ class StoreContractMixin(_Base):
         self.assertEqual(await self.store.get_failed(lower.table, failed.id), failed)
 
     async def test_queueDeletionKeepsJobs(self) -> None:
-        """Deleting a definition keeps its table's jobs and failures (API.md 1.8)."""
+        """Deleting a definition keeps its table's jobs and failures (docs/api.md, Names and
+        ids)."""
         definition = queue("mail")
         await self.store.put_queue(definition)
         await self.prepared(definition.table)

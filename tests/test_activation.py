@@ -1,6 +1,6 @@
-"""Inherited listening sockets (API.md 5.1, DESIGN.md 7): systemd socket activation and
-Server::Starter's ``SERVER_STARTER_PORT``, the daemon serving on the socket it was handed and
-not on its ``--bind``.
+"""Inherited listening sockets (docs/operations.md, Zero-downtime restarts): systemd socket
+activation and Server::Starter's ``SERVER_STARTER_PORT``, the daemon serving on the socket it was
+handed and not on its ``--bind``.
 
 systemd is stood in for by ``tests/sdlauncher.py``: it binds the socket, forks, and in the
 child puts it on descriptor 3 and ``execve``s the daemon with ``LISTEN_FDS=1``,

@@ -1,4 +1,4 @@
-"""Tests for the HTTP API against API.md sections 1, 2 and 4.
+"""Tests for the HTTP API against docs/api.md.
 
 Every test talks to a whole in-memory node (L{apptools.ApiHarness}) on a L{task.Clock}, over
 raw HTTP into the real L{FireworqSite}, so status lines, headers and bodies are checked byte
@@ -49,7 +49,7 @@ REASONS = {
     503: "Service Unavailable",
 }
 
-#: Every route of API.md 2.0, with a concrete path, and its methods in the order of 2.0.
+#: Every route of docs/api.md, Routes, with a concrete path, and its methods in its order.
 ROUTES = [
     ("/", ["GET", "HEAD"]),
     ("/version", ["GET", "HEAD"]),
@@ -134,7 +134,7 @@ FAILED_MEMBERS = [
 
 
 def go_json(value: Any) -> bytes:
-    """JSON text as API.md 1.3 writes it (compact, <>& and U+2028/9 escaped)."""
+    """JSON text as docs/api.md, Responses writes it (compact, <>& and U+2028/9 escaped)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
@@ -180,7 +180,8 @@ class APITestCase(SynchronousTestCase):
     def assertJSONResponse(
         self, response: RawResponse, status: int, body: bytes | None = None
     ) -> None:
-        """A JSON response of API.md 1.3, with C{Connection: close} (keep-alive is off)."""
+        """A JSON response of docs/api.md, Responses, with C{Connection: close} (keep-alive is
+        off)."""
         self.assertEqual(response.status, status, response.body)
         self.assertEqual(response.header(b"content-type"), JSON)
         self.assertEqual(response.header(b"content-length"), b"%d" % len(response.body))
@@ -213,7 +214,7 @@ class APITestCase(SynchronousTestCase):
 
 
 class RouteTests(APITestCase):
-    """API.md 1.2 and 2.0: each route accepts exactly its methods."""
+    """docs/api.md, Methods and Routes: each route accepts exactly its methods."""
 
     def test_acceptedMethods(self) -> None:
         """When a route is asked with one of its methods, it is neither 404 nor 405."""
@@ -228,7 +229,7 @@ class RouteTests(APITestCase):
 
     def test_otherMethods(self) -> None:
         """When a route is asked with another method, it is 405 with Allow listing its methods
-        in the order of 2.0 and the message naming method, path and methods."""
+        in the order of docs/api.md, Routes, and the message naming method, path and methods."""
         for path, methods in ROUTES:
             allowed = ", ".join(methods)
             for method in ALL_METHODS:
@@ -325,7 +326,7 @@ class RouteTests(APITestCase):
 
 
 class ResponseTests(APITestCase):
-    """API.md 1.3: headers and framing of every response."""
+    """docs/api.md, Responses: headers and framing of every response."""
 
     def test_connectionCloseByDefault(self) -> None:
         """When keep-alive is off (the default), every response carries Connection: close and
@@ -378,7 +379,7 @@ class ResponseTests(APITestCase):
 
 
 class BodyLimitTests(APITestCase):
-    """API.md 1.1 and 1.4: 413 for bodies over FIREWORQ_MAX_REQUEST_BODY."""
+    """docs/api.md, Requests and Errors: 413 for bodies over FIREWORQ_MAX_REQUEST_BODY."""
 
     overrides = {"max_request_body": "100"}
 
@@ -443,7 +444,7 @@ class BodyLimitTests(APITestCase):
 
 
 class RequestBodyTests(APITestCase):
-    """API.md 1.1: request bodies are one UTF-8 JSON object."""
+    """docs/api.md, Requests: request bodies are one UTF-8 JSON object."""
 
     def put(self, body: bytes, **kwargs: Any) -> RawResponse:
         return self.node.put("/queue/mail", body, **kwargs)
@@ -542,7 +543,7 @@ class RequestBodyTests(APITestCase):
 
 
 class QueryStringTests(APITestCase):
-    """API.md 1.1: query parameters."""
+    """docs/api.md, Requests: query parameters."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -584,7 +585,7 @@ class QueryStringTests(APITestCase):
 
 
 class VersionTests(APITestCase):
-    """API.md 2.1."""
+    """docs/api.md, GET /version."""
 
     def test_version(self) -> None:
         """When / or /version is asked, the answer is the version line as UTF-8 text."""
@@ -605,7 +606,7 @@ class VersionTests(APITestCase):
 
 
 class SettingsTests(APITestCase):
-    """API.md 2.2."""
+    """docs/api.md, GET /settings."""
 
     def test_defaults(self) -> None:
         """When nothing is configured, every key is shown with its resolved default."""
@@ -627,7 +628,7 @@ class SettingsTests(APITestCase):
             ("sqlite_path", "fireworq.sqlite3"),
         ])
         self.assertEqual([key for key, _ in ordered(response.body)], SETTING_KEYS)
-        self.assertEqual(len(SETTING_KEYS), 28)  # API.md's 27 and max_pending_pushes
+        self.assertEqual(len(SETTING_KEYS), 28)  # Fireworq's 27 and max_pending_pushes
 
     def test_givenValuesAndMasking(self) -> None:
         """When values are configured, they are shown as given, computed defaults resolved,
@@ -651,7 +652,7 @@ class SettingsTests(APITestCase):
 
 
 class StatsTests(APITestCase):
-    """API.md 2.3."""
+    """docs/api.md, GET /stats."""
 
     MEMBERS = ["time", "version", "python_version", "pid", "uptime_seconds", "rss_bytes",
                "cpu_user_seconds", "cpu_system_seconds", "threads", "gc_counts", "open_fds"]
@@ -694,7 +695,7 @@ class StatsTests(APITestCase):
 
 
 class HealthTests(APITestCase):
-    """API.md 2.4 and 2.5."""
+    """docs/api.md, GET /healthz and GET /readyz."""
 
     def test_healthz(self) -> None:
         """When /healthz is asked, it is 200 {"status":"ok"}, even with the store down."""
@@ -723,7 +724,7 @@ class HealthTests(APITestCase):
 
 
 class MetricsTests(APITestCase):
-    """API.md 2.6."""
+    """docs/api.md, GET /metrics."""
 
     def scrape(self, node: ApiHarness | None = None) -> dict[str, Any]:
         response = (node or self.node).get("/metrics", headers=[("Accept", "application/json")])
@@ -927,7 +928,7 @@ class MetricsTests(APITestCase):
 
 
 class QueueDefinitionTests(APITestCase):
-    """API.md 2.7, 2.9, 2.10 and 2.11."""
+    """docs/api.md, Queues."""
 
     DEFAULT = {"name": "mail", "polling_interval": 200, "max_workers": 20}
 
@@ -1169,7 +1170,8 @@ class QueueDefinitionTests(APITestCase):
         ])
 
     def test_escapedNames(self) -> None:
-        """When a name has characters JSON escapes, they are written as API.md 1.3 says."""
+        """When a name has characters JSON escapes, they are written as docs/api.md, Responses
+        says."""
         name = "a<b>&\u2028\"\\\x01\u00e9"
         self.assertJSONResponse(
             self.node.put("/queue/" + quote(name, safe=""), {}), 200,
@@ -1197,7 +1199,7 @@ class QueueDefinitionTests(APITestCase):
 
 
 class RoutingTests(APITestCase):
-    """API.md 2.14 to 2.17."""
+    """docs/api.md, Routings."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -1292,7 +1294,7 @@ class RoutingTests(APITestCase):
 
 
 class PushTests(APITestCase):
-    """API.md 2.18 and 1.6."""
+    """docs/api.md, POST /job and Payloads."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -1408,8 +1410,8 @@ class PushTests(APITestCase):
         })
 
     def test_payloadEcho(self) -> None:
-        """When a payload is pushed, the answer echoes it compacted, as received (API.md
-        1.6)."""
+        """When a payload is pushed, the answer echoes it compacted, as received
+        (docs/api.md, Payloads)."""
         cases = [
             (b'{"a": 1.50, "b" : [ 1e3 , "x y" ] }', b'{"a":1.50,"b":[1e3,"x y"]}'),
             (b'"hello \\"x\\""', b'"hello \\"x\\""'),
@@ -1455,7 +1457,7 @@ class PushTests(APITestCase):
         self.assertIn(b',"payload":"","status":', job)
 
     def test_storedPayloadDelivered(self) -> None:
-        """When a job is delivered, the worker gets the stored payload (API.md 1.6)."""
+        """When a job is delivered, the worker gets the stored payload (docs/api.md, Payloads)."""
         self.post(b'{"url":"%s","payload": {"a": 1.50} }' % URL.encode())
         self.post(b'{"url":"%s","payload":"hello \\"x\\""}' % URL.encode())
         self.post(b'{"url":"%s"}' % URL.encode())
@@ -1603,7 +1605,7 @@ class PushTests(APITestCase):
 
 
 class InspectionTests(APITestCase):
-    """API.md 2.19 to 2.23 and 1.7."""
+    """docs/api.md, Inspecting jobs and Lists and cursors."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -1834,7 +1836,7 @@ class InspectionTests(APITestCase):
 
 
 class FailureLogTests(APITestCase):
-    """API.md 2.24 to 2.26."""
+    """docs/api.md, Failure log."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -1933,7 +1935,7 @@ class FailureLogTests(APITestCase):
 
 
 class QueueStatsTests(APITestCase):
-    """API.md 2.8, 2.12, 2.13 and 4."""
+    """docs/api.md, GET /queue/{q}/node, GET /queue/{q}/stats, Queue stats object."""
 
     def test_newQueue(self) -> None:
         """When a queue has just been defined, its stats are zero but the workers."""
@@ -1948,7 +1950,8 @@ class QueueStatsTests(APITestCase):
         self.assertEqual([k for k, _ in ordered(response.body)], STATS_MEMBERS)
 
     def test_counters(self) -> None:
-        """When jobs are pushed and finished, the counters follow API.md 4."""
+        """When jobs are pushed and finished, the counters follow docs/api.md, Queue stats
+        object."""
         self.define(max_workers=3)
         self.route()
         self.push()
@@ -2044,7 +2047,8 @@ class QueueStatsTests(APITestCase):
 
 
 class StoreUnavailableTests(APITestCase):
-    """API.md 1.4: 503 with Retry-After: 1 wherever the store is needed and does not answer."""
+    """docs/api.md, Errors: 503 with Retry-After: 1 wherever the store is needed and does not
+    answer."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -2103,7 +2107,7 @@ class StoreUnavailableTests(APITestCase):
 
 
 class UnusualRequestTests(APITestCase):
-    """Requests a client rarely sends must still get the answers of API.md 1.4."""
+    """Requests a client rarely sends must still get the answers of docs/api.md, Errors."""
 
     def test_hostNotUTF8(self) -> None:
         """When the Host header is not UTF-8, routing is unaffected."""

@@ -1,6 +1,6 @@
-"""Property tests of the whole HTTP API (API.md 1.1 to 1.4): arbitrary, syntactically valid
-HTTP/1.1 requests to every route never get a 500, a traceback or an error that is not the
-JSON of API.md 1.4, and the node keeps answering.
+"""Property tests of the whole HTTP API (docs/api.md, Conventions): arbitrary, syntactically
+valid HTTP/1.1 requests to every route never get a 500, a traceback or an error that is not the
+JSON of docs/api.md, Errors, and the node keeps answering.
 
 Requests go over raw HTTP into the real site of an in-memory node (L{apptools.ApiHarness}).
 Every example gets a node of its own, with queues, routings, jobs and failure-log entries
@@ -44,7 +44,7 @@ REASONS = {
 }
 MAX_BODY = 20000
 
-#: Every route of API.md 2.0 and its methods.
+#: Every route of docs/api.md, Routes and its methods.
 ROUTES = {
     "/": "GET HEAD", "/version": "GET HEAD", "/settings": "GET HEAD", "/stats": "GET HEAD",
     "/healthz": "GET HEAD", "/readyz": "GET HEAD", "/metrics": "GET HEAD",
@@ -316,8 +316,8 @@ class APIFuzzTests(SynchronousTestCase):
     def test_anyRequest(self, target: tuple[str, str], query: str, body: bytes | None,
                         extra: list[tuple[str, bytes]], chunked: bool, chunk_size: int,
                         host: bytes | None, store_down: bool, elapse: float) -> None:
-        """When any valid HTTP/1.1 request comes to any route, the answer is never a 500 or
-        a traceback, every error is the JSON of API.md 1.4, and the node keeps answering."""
+        """When any valid HTTP/1.1 request comes to any route, the answer is never a 500 or a
+        traceback, every error is the JSON of docs/api.md, Errors, and the node keeps answering."""
         method, path = target
 
         def example() -> None:

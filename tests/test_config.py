@@ -1,4 +1,5 @@
-"""Tests for L{fireworq.config}: API.md 5.1, 5.2 and the ``/settings`` object of 2.2."""
+"""Tests for L{fireworq.config}: docs/configuration.md and the ``/settings`` object of
+docs/api.md."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from fireworq.config import (
 )
 from fireworq.errors import ConfigError
 
-#: The example of API.md 2.2 (which omits mysql_lock_scope and max_pending_pushes).
+#: The example of docs/api.md, GET /settings (which omits mysql_lock_scope and max_pending_pushes).
 SETTINGS_EXAMPLE = json.loads(
     '{"access_log":"","access_log_tag":"fireworq.access","bind":"127.0.0.1:8080",'
     '"config_refresh_interval":"1000","dispatch_idle_conn_timeout":"0",'
@@ -36,7 +37,7 @@ SETTINGS_EXAMPLE = json.loads(
 )
 
 INT64_MAX = 2**63 - 1
-#: (key, minimum, maximum) of every integer key (API.md 5.2).
+#: (key, minimum, maximum) of every integer key (docs/configuration.md, Keys).
 INTEGER_RANGES = [
     ("config_refresh_interval", 1, 3600000),
     ("dispatch_idle_conn_timeout", 0, INT64_MAX),
@@ -56,8 +57,8 @@ def env(key: str) -> str:
 
 class KeyTests(SynchronousTestCase):
     def test_keys(self) -> None:
-        """When the keys are listed, there are the 27 of API.md 5.2 and max_pending_pushes,
-        in alphabetical order, one Config attribute each."""
+        """When the keys are listed, there are the 27 of docs/configuration.md, Keys and
+        max_pending_pushes, in alphabetical order, one Config attribute each."""
         self.assertEqual(len(KEYS), 28)
         self.assertEqual(list(KEYS), sorted(KEYS))
         self.assertEqual(Config.KEYS, KEYS)
@@ -65,7 +66,7 @@ class KeyTests(SynchronousTestCase):
         self.assertEqual(fields, list(KEYS))
 
     def test_integerKeys(self) -> None:
-        """When a key is an integer in API.md 5.2, it is one in the Config."""
+        """When a key is an integer in docs/configuration.md, Keys, it is one in the Config."""
         config = load_config({}, {})
         integers = [k for k in KEYS if type(getattr(config, k)) is int]
         self.assertEqual(integers, [key for key, _, _ in INTEGER_RANGES])
@@ -73,9 +74,9 @@ class KeyTests(SynchronousTestCase):
 
 class DefaultTests(SynchronousTestCase):
     def test_defaults(self) -> None:
-        """When nothing is given, settings() is the example of API.md 2.2 except for the keys
-        the example configured (driver, mysql_dsn, queue_default), plus mysql_lock_scope and
-        max_pending_pushes."""
+        """When nothing is given, settings() is the example of docs/api.md, GET /settings except
+        for the keys the example configured (driver, mysql_dsn, queue_default), plus
+        mysql_lock_scope and max_pending_pushes."""
         expected = dict(
             SETTINGS_EXAMPLE,
             driver="sqlite",
@@ -89,8 +90,8 @@ class DefaultTests(SynchronousTestCase):
         self.assertEqual(list(result), list(KEYS))
 
     def test_example(self) -> None:
-        """When the example's values are given, settings() is the example of API.md 2.2
-        exactly, with mysql_lock_scope and max_pending_pushes in their places."""
+        """When the example's values are given, settings() is the example of docs/api.md, GET
+        /settings exactly, with mysql_lock_scope and max_pending_pushes in their places."""
         config = load_config(
             {
                 "driver": "mysql",
@@ -219,7 +220,8 @@ class PrecedenceTests(SynchronousTestCase):
 
 class BooleanTests(SynchronousTestCase):
     def test_spellings(self) -> None:
-        """When a boolean is spelled any of the ways of API.md 5.1, it is read."""
+        """When a boolean is spelled any of the ways of docs/configuration.md, How values are
+        given, it is read."""
         for spelling in ("1", "t", "T", "TRUE", "true", "True"):
             config = load_config({"keep_alive": spelling, "dispatch_keep_alive": spelling}, {})
             self.assertIs(config.keep_alive, True, spelling)

@@ -1,5 +1,6 @@
-"""Delivering a job to a worker (API.md 3.2 and 3.3, rows 1 to 3), against real twisted.web
-workers on 127.0.0.1, plus a few Clock-driven checks with an in-memory agent."""
+"""Delivering a job to a worker (docs/worker-protocol.md, The request; The answer, rows 1 to 3),
+against real twisted.web workers on 127.0.0.1, plus a few Clock-driven checks with an in-memory
+agent."""
 
 from __future__ import annotations
 
@@ -232,7 +233,7 @@ class WorkerTestCase(TestCase):
 class RequestTests(WorkerTestCase):
     async def test_request_shape(self) -> None:
         """The worker gets a POST of the payload to the URL's path and query (no fragment),
-        with the headers of the table in API.md 3.2."""
+        with the headers of the table in docs/worker-protocol.md, The request."""
         base, worker, _ = self.start_worker(respond())
         deliverer = self.make_deliverer()
         result = await deliverer.deliver(make_job(f"{base}/work/it?a=1&b=%2F#fragment"))

@@ -1,5 +1,5 @@
-"""Tests for L{fireworq.dispatch.dispatcher}: DESIGN.md section 5, API.md 3.1, 3.4, 3.6, 3.7,
-4 and 6.1.
+"""Tests for L{fireworq.dispatch.dispatcher}: docs/worker-protocol.md, docs/index.md (Life of a
+job), the queue stats and the queue log.
 
 Everything runs on a L{task.Clock}: the store is a L{MemoryStore} (behind a spy that counts and
 can fail or hold its calls), the deliverer a fake whose results the test fires by hand, and the
@@ -48,7 +48,7 @@ QUEUE = "mail"
 SUCCESS = WorkerResult("success", 200, "sent")
 FAILURE = WorkerResult("failure", 500, "boom")
 PERMANENT = WorkerResult("permanent-failure", 400, "bad address")
-#: Member order of a queue-log line (API.md 6.1).
+#: Member order of a queue-log line (docs/configuration.md, Queue log).
 LOG_MEMBERS = [
     "level", "time", "tag", "action", "queue", "category", "id", "status", "created_at",
     "elapsed", "url", "payload", "next_try", "retry_count", "retry_delay", "fail_count",
@@ -81,7 +81,7 @@ def run_turns(clock: Clock, limit: int = 10000) -> None:
 
 def advance_to(clock: Clock, when: float) -> None:
     """Move the clock to C{when}, stopping at every delayed call on the way (C{Clock.advance}
-    alone fires a LoopingCall only once, STYLE.md 3.3)."""
+    alone fires a LoopingCall only once)."""
     while True:
         run_turns(clock)
         upcoming = [call.getTime() for call in clock.getDelayedCalls()]
@@ -276,7 +276,7 @@ class DispatcherTestCase(SynchronousTestCase):
 
 
 class CompletionKindTests(SynchronousTestCase):
-    """L{completion_kind} follows the table of API.md 3.4."""
+    """L{completion_kind} follows the table of docs/worker-protocol.md, What happens next."""
 
     def job(self, retry_count: int) -> Job:
         return Job(
@@ -303,7 +303,7 @@ class CompletionKindTests(SynchronousTestCase):
 
 
 class PollCadenceTests(DispatcherTestCase):
-    """The polling timer: DESIGN.md 5.2, API.md 3.1."""
+    """The polling timer (docs/worker-protocol.md, In short)."""
 
     def setUp(self) -> None:
         self.checks: list[float] = []
@@ -462,7 +462,7 @@ class PollCadenceTests(DispatcherTestCase):
 
 
 class WakeTests(DispatcherTestCase):
-    """Wake-up on push: DESIGN.md 5.2."""
+    """Wake-up on push."""
 
     def test_grabbedSameTurn(self) -> None:
         """When a job is pushed and the dispatcher woken, it is grabbed and delivered in the
@@ -511,7 +511,7 @@ class WakeTests(DispatcherTestCase):
 
 
 class SlotTests(DispatcherTestCase):
-    """Grabs are limited to free worker slots: DESIGN.md 5.3, API.md 3.1."""
+    """Grabs are limited to free worker slots (docs/worker-protocol.md, In short)."""
 
     def test_firstGrabAsksForFreeSlots(self) -> None:
         """When 10 jobs are due and 3 workers free, the first grab asks for exactly 3 and 3
@@ -671,7 +671,7 @@ class SlotTests(DispatcherTestCase):
 
 
 class ThrottleTests(DispatcherTestCase):
-    """Throttled queues: API.md 3.1 and C{outstanding_jobs} of section 4."""
+    """Throttled queues: docs/worker-protocol.md, In short and C{outstanding_jobs} of section 4."""
 
     def test_timing(self) -> None:
         """When the rate is 2/s and the burst 3, the first 3 deliveries start at once and then
@@ -760,7 +760,8 @@ class ThrottleTests(DispatcherTestCase):
 
 
 class OutcomeTests(DispatcherTestCase):
-    """Retries, failure log, stats and queue log: API.md 3.4, 3.5, 4 and 6.1."""
+    """Retries, failure log, stats and queue log: docs/worker-protocol.md, What happens next;
+    docs/configuration.md, Queue log."""
 
     def test_retriesThenFailureLog(self) -> None:
         """When a job with max_retries 2 and retry_delay 30 keeps failing, it is attempted at
@@ -919,7 +920,8 @@ class OutcomeTests(DispatcherTestCase):
 
 
 class CompletionWriteTests(DispatcherTestCase):
-    """Completion writes when the store does not answer: API.md 3.6."""
+    """Completion writes when the store does not answer: docs/worker-protocol.md, At-least-once
+    delivery."""
 
     def test_retriedUntilWritten(self) -> None:
         """When the store refuses a completion write twice, the write is retried after 0.1 s and
@@ -1000,7 +1002,7 @@ class CompletionWriteTests(DispatcherTestCase):
 
 
 class ShutdownTests(DispatcherTestCase):
-    """Stopping and abandoning: API.md 3.7, STYLE.md 1.1."""
+    """Stopping and abandoning: docs/configuration.md, Stopping."""
 
     def test_stopWaitsForDelivery(self) -> None:
         """When C{stop} is called while a delivery is in flight, its Deferred fires only after
@@ -1147,7 +1149,7 @@ class ShutdownTests(DispatcherTestCase):
 
 
 class ActivationTests(DispatcherTestCase):
-    """Losing a queue: API.md 3.6."""
+    """Losing a queue: docs/worker-protocol.md, At-least-once delivery."""
 
     def test_lossStopsGrabbing(self) -> None:
         """When activation is lost, grabbing stops at once, while deliveries in flight finish
@@ -1304,7 +1306,8 @@ class QueueManagerWiringTests(DispatcherTestCase):
 
 
 class RateWindowTests(SynchronousTestCase):
-    """L{RateWindow}: C{pushes_per_second} and C{pops_per_second} of API.md 4."""
+    """L{RateWindow}: C{pushes_per_second} and C{pops_per_second} of docs/api.md, Queue stats
+    object."""
 
     def setUp(self) -> None:
         self.clock = Clock()

@@ -1,4 +1,4 @@
-"""Tests for L{fireworq.dsn}: the MySQL DSN syntax of API.md 5.3."""
+"""Tests for L{fireworq.dsn}: the MySQL DSN syntax of docs/configuration.md, MySQL DSN."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fireworq.dsn import MySQLDSN, mask_dsn, parse_dsn, parse_duration
 
 
 class ExampleTests(SynchronousTestCase):
-    """The examples of API.md 5.3."""
+    """The examples of docs/configuration.md, MySQL DSN."""
 
     def test_passwordWithAt(self) -> None:
         """When the password contains C{@}, the last C{@} ends the user information."""
@@ -304,7 +304,8 @@ class DurationTests(SynchronousTestCase):
 
 class MaskTests(SynchronousTestCase):
     def test_examples(self) -> None:
-        """When a DSN has a password, it is replaced as in the examples of API.md 5.3."""
+        """When a DSN has a password, it is replaced as in the examples of docs/configuration.md,
+        MySQL DSN."""
         self.assertEqual(
             mask_dsn("app:s3cr@t@tcp(db.internal:3306)/fireworq"),
             "app:***@tcp(db.internal:3306)/fireworq",

@@ -1,4 +1,5 @@
-"""Durability of the sqlite driver across ``kill -9`` (API.md 1.9, 3.6; DESIGN.md 5).
+"""Durability of the sqlite driver across ``kill -9`` (docs/worker-protocol.md, At-least-once
+delivery).
 
 Nothing acknowledged is lost: every job whose push was answered 200 reaches the worker at least
 once after a restart, however the previous process died. Duplicates are allowed only for jobs

@@ -1,7 +1,7 @@
 """End to end: the real daemon (``twistd -n fireworq``) against a real worker over HTTP.
 
-API.md 2.18-2.24 (push, inspection, failure log), 3 (worker protocol), 3.7 (shutdown), 4
-(stats) and 6.1 (queue log). The scenarios live in L{E2EMixin}; one subclass per storage
+docs/api.md (push, inspection, failure log, stats), docs/worker-protocol.md, the shutdown of
+docs/configuration.md and its queue log. The scenarios live in L{E2EMixin}; one subclass per storage
 driver runs them (see the end of this module). The harness is ``tests/e2e.py``.
 """
 
@@ -373,7 +373,7 @@ class DurableE2EMixin(E2EMixin):
     async def test_shutdown_timeout_leaves_the_job_for_the_next_start(self) -> None:
         """A delivery longer than --shutdown-timeout: the daemon exits 0 at the timeout
         without writing an outcome; the next start recovers the job and delivers it again
-        (API.md 3.6, 3.7)."""
+        (docs/worker-protocol.md, At-least-once delivery)."""
         self.daemon.options.append("--shutdown-timeout=1")
         await self.daemon.restart()
         self.worker.policy = always(slow(4))

@@ -1,4 +1,4 @@
-"""Tests for fireworq.jsontext: API.md 1.1 (request bodies), 1.3 (JSON text), 1.6 (payloads)."""
+"""Tests for fireworq.jsontext: docs/api.md, Conventions: request bodies, JSON text, payloads."""
 
 from __future__ import annotations
 
@@ -439,7 +439,8 @@ class PayloadTests(SynchronousTestCase):
             self.assertEqual(payload_echo(member), RawJSON(echo))
 
     def test_pushed_strings_reread(self) -> None:
-        """When a pushed string is itself JSON text, re-reading shows that JSON value (API.md 1.6)."""
+        """When a pushed string is itself JSON text, re-reading shows that JSON value (docs/api.md,
+        Payloads)."""
         cases = [
             (b'{"payload":"plain text"}', '"plain text"'),
             (b'{"payload":"123"}', "123"),
@@ -544,7 +545,8 @@ class CompactTests(SynchronousTestCase):
 
 class EncodeStrTests(SynchronousTestCase):
     def test_escaping_table(self) -> None:
-        """When a string has special characters, they are escaped exactly as Go does (API.md 1.3)."""
+        """When a string has special characters, they are escaped exactly as Go does (docs/api.md,
+        Responses)."""
         cases = {
             "plain": '"plain"',
             "": '""',
@@ -583,7 +585,8 @@ class Level(enum.IntEnum):
 
 class EncodeTests(SynchronousTestCase):
     def test_push_response(self) -> None:
-        """When the push response of API.md 2.18 is encoded, the bytes are those of the example."""
+        """When the push response of docs/api.md, POST /job is encoded, the bytes are those of the
+        example."""
         member = payload_member(b'{"url":"http://worker.internal:8000/send","payload":{"user": 42, "lang": "ja"}}')
         job = {
             "id": 17,
@@ -603,7 +606,8 @@ class EncodeTests(SynchronousTestCase):
         )
 
     def test_failed_job_message(self) -> None:
-        """When a message holds a newline and HTML, it is escaped as in the API.md 2.24 example."""
+        """When a message holds a newline and HTML, it is escaped as in the docs/api.md, GET
+        /queue/{q}/failed example."""
         result = {"status": "failure", "code": 502, "message": "Oops\nOriginal response body:\n<html>Bad Gateway</html>"}
         self.assertEqual(
             encode(result),
@@ -638,7 +642,7 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(encode({"status": Status.CLAIMED, "level": Level.HIGH}), b'{"status":"claimed","level":3}')
 
     def test_floats(self) -> None:
-        """When floats are encoded, they take Go's shortest form (API.md 1.3)."""
+        """When floats are encoded, they take Go's shortest form (docs/api.md, Responses)."""
         cases = [
             (2.0, "2"),
             (0.5, "0.5"),

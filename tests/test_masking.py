@@ -1,5 +1,5 @@
-"""Worker URL passwords never reach a log (API.md 6; issue 8, item 9): the queue log and the
-error log show ``user:***@``, while the API keeps the URL as pushed."""
+"""Worker URL passwords never reach a log (docs/configuration.md, Logs): the queue
+log and the error log show ``user:***@``, while the API keeps the URL as pushed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``GET /metrics`` of a running daemon (API.md 2.6), read with prometheus-client's own parser.
+"""``GET /metrics`` of a running daemon (docs/api.md, GET /metrics), read with prometheus-client's
+own parser.
 
 One sqlite daemon, a worker answering per payload, and a known history:
 
@@ -7,9 +8,9 @@ One sqlite daemon, a worker answering per payload, and a known history:
 * queue ``mq2`` (1 worker): one job held by the worker (grabbed), one waiting behind it;
 * queue ``gone``: defined, then deleted (its series must not appear).
 
-The scrape must have every family of API.md 2.6 with its type and labels, counters equal to that
-history, no ``_created`` series, the state gauges, ``fireworq_store_up 1``, the process
-collector's metrics and the 0.0.4 content type whatever the ``Accept`` header.
+The scrape must have every family of docs/api.md, GET /metrics with its type and labels, counters
+equal to that history, no ``_created`` series, the state gauges, ``fireworq_store_up 1``, the
+process collector's metrics and the 0.0.4 content type whatever the ``Accept`` header.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A three-node cluster on one database (DESIGN.md 5-6, API.md 1.9, 2.12, 3.6, 4).
+"""A three-node cluster on one database (docs/api.md, Several nodes; docs/configuration.md, mysql).
 
 Three daemons share one MariaDB database; five queues are defined through different nodes
 (so their locks spread over the nodes); 600 jobs are pushed through all three nodes while a

@@ -1,4 +1,4 @@
-"""Definition changes between nodes (DESIGN.md section 6, API.md 1.9 and 4).
+"""Definition changes between nodes (docs/api.md, Several nodes).
 
 Two daemons share one database. Queues and routings changed through one node are in effect
 on the other within ``config_refresh_interval``, and only the difference is applied: a queue

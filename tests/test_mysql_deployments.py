@@ -1,4 +1,4 @@
-"""Two deployments on one MySQL server (API.md 2.12, 5.4, 7 item 25).
+"""Two deployments on one MySQL server (docs/configuration.md, Lock scope).
 
 MySQL's named locks are global to the server, not to a database. Each deployment here has its
 own database on the same server and the same queue name:

@@ -1,4 +1,5 @@
-"""The database goes away under load and comes back (API.md 1.4, 1.9, 2.5, 3.6, 7 item 5).
+"""The database goes away under load and comes back (docs/operations.md, Health and readiness
+checks).
 
 The daemon reaches MariaDB through a TCP proxy run by the test (L{Proxy}), which can:
 
@@ -418,9 +419,10 @@ class OutageTests(TestCase):
         self.assertEqual(await api.failed(QUEUE), [])
 
     async def check_endpoints_in_outage(self, daemon: Daemon, label: str) -> None:
-        """API.md 7 item 5: what needs no store keeps answering; with connections refused,
-        every endpoint that needs the store answers 503 at once (with a silent store they
-        answer only when their waits time out, so they are not checked then)."""
+        """docs/operations.md, Health and readiness checks: what needs no store keeps
+        answering; with connections refused, every endpoint that needs the store answers 503 at
+        once (with a silent store they answer only when their waits time out, so they are not
+        checked then)."""
         api = daemon.api
         for path in ("/healthz", "/queues/stats", f"/queue/{QUEUE}/stats"):
             reply = await api.request("GET", path, timeout=2)

@@ -1,4 +1,4 @@
-"""Taking over a database that Fireworq 1.5 wrote (DESIGN.md 4, API.md 1.8, 5.4, 7 items 20, 24).
+"""Taking over a database that Fireworq 1.5 wrote (docs/migrating-from-fireworq.md).
 
 The test builds Fireworq's schema with Fireworq's own DDL (copied literally below from
 fireworq/fireworq ``data/repository/mysql/schema/*.sql`` and ``data/jobqueue/mysql/schema/*.sql``,
@@ -7,15 +7,16 @@ it the way Fireworq's Go code writes it (``repository/mysql/queue.go``,
 ``jobqueue/mysql/jobqueue.go``, ``failure_log.go``), then starts our daemon on it:
 
 * every stored job is delivered: due ones, a retried one (its counters kept), one left
-  ``grabbed`` by a session that no longer exists (orphan recovery, API.md 3.6), and a deferred one
-  only once its ``next_try`` has come;
+  ``grabbed`` by a session that no longer exists (orphan recovery, docs/worker-protocol.md,
+  At-least-once delivery), and a deferred one only once its ``next_try`` has come;
 * Fireworq's failure-log rows read back through ``GET /queue/{q}/failed`` with the JSON Go wrote
   (``<``, ``>``, ``&`` escaped as ``\\u003c`` ``\\u003e`` ``\\u0026``) and the times rendered in
   the daemon's ``TZ``;
 * ``GET /queues`` and ``GET /routings`` show Fireworq's definitions, the FLOAT throttle rate read
   back rounded to 7 significant digits (``0.1``, not ``0.10000000149011612``);
 * a stored queue whose name is longer than 46 characters is listed, readable and deletable, but
-  not run: its other endpoints answer 404 and the error log says why (API.md 7 item 24).
+  not run: its other endpoints answer 404 and the error log says why
+  (docs/migrating-from-fireworq.md, Differences).
 """
 
 from __future__ import annotations
@@ -143,12 +144,13 @@ TZ = "Asia/Tokyo"
 FAILURES = [
     (1, 3, b'{"user": 44}', go_json_result("failure", 500, "boom <x> & y"), 4,
      1732790400250, 1732790400012),
-    # A pushed JSON string is stored as its characters (API.md 1.6): not JSON when re-read.
+    # A pushed JSON string is stored as its characters (docs/api.md, Payloads): not JSON when
+    # re-read.
     (2, 7, b"plain <text> & more",
      go_json_result("permanent-failure", 400, "bad <input> & more"), 1,
      1732790460000, 1732790401500),
 ]
-# The same rows as GET /queue/{q}/failed renders them with TZ=Asia/Tokyo (API.md 1.5, 2.24).
+# The same rows as GET /queue/{q}/failed renders them with TZ=Asia/Tokyo (docs/api.md, Times).
 FAILED_RENDERED = {
     1: ("2024-11-28T19:40:00.25+09:00", "2024-11-28T19:40:00.012+09:00",
         {"status": "failure", "code": 500, "message": "boom <x> & y"}, {"user": 44}),
@@ -306,7 +308,7 @@ class FireworqTakeoverTests(TestCase):
         failed_reply = await api.request("GET", f"/queue/{QUEUE}/failed")
         self.assertEqual(failed_reply.code, 200)
         failed = failed_reply.json
-        # Compact JSON with <, >, & escaped (API.md 1.3), as Go wrote the result.
+        # Compact JSON with <, >, & escaped (docs/api.md, Responses), as Go wrote the result.
         self.assertIn(b'"payload":"plain \\u003ctext\\u003e \\u0026 more"', failed_reply.body)
         self.assertIn(b'"message":"boom \\u003cx\\u003e \\u0026 y"', failed_reply.body)
         self.assertEqual(failed["next_cursor"], "")

@@ -1,4 +1,4 @@
-"""Graceful restarts under load (DESIGN.md 7, API.md 3.7, STACK.md 3): no push is refused.
+"""Graceful restarts under load (docs/operations.md, Zero-downtime restarts): no push is refused.
 
 Eight keep-alive clients (treq, each on its own persistent ``HTTPConnectionPool``; the daemon
 runs with ``--keep-alive=true`` so their connections really are reused) push about 200 jobs/s

@@ -1,5 +1,5 @@
-"""Signals, log reopening and the PID file (API.md 3.7, 5.2 ``pid``, 6; DESIGN.md 7;
-STACK.md 2-3).
+"""Signals, log reopening and the PID file (docs/configuration.md, Stopping;
+docs/operations.md, PID files and the twistd.pid trap).
 
 * SIGTERM, SIGHUP and SIGINT stop gracefully: the delivery in flight finishes, its outcome is
   written, and the daemon exits 0 before ``--shutdown-timeout``.
@@ -10,7 +10,7 @@ STACK.md 2-3).
 * ``--pid=run/fw.pid`` exists (``<pid>\\n``) while the daemon runs and is gone after a clean exit.
 * Two generations started with ``--pidfile=`` run side by side in one directory (the second one
   through the ``fireworq`` command); without it, twistd's own ``twistd.pid`` makes a second
-  start in the same directory fail (the trap of STACK.md 2-3).
+  start in the same directory fail (docs/operations.md, PID files and the twistd.pid trap).
 """
 
 from __future__ import annotations

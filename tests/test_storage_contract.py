@@ -196,7 +196,8 @@ class SqliteStoreContractTests(StoreContractMixin, TestCase):
             (await again.counts(["mail"]))["mail"],
             StateCounts(waiting=1, deferred=1, grabbed=1, failed=1),
         )
-        # At the next start the job the old process grabbed is recovered (API.md 3.6).
+        # At the next start the job the old process grabbed is recovered (docs/worker-protocol.md,
+        # At-least-once delivery).
         self.assertEqual(await again.recover("mail"), 1)
         recovered = await again.get_job("mail", grabbed.id)
         self.assertEqual(

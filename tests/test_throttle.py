@@ -1,4 +1,5 @@
-"""Tests for L{fireworq.dispatch.throttle}: the token bucket of API.md 3.1."""
+"""Tests for L{fireworq.dispatch.throttle}: the token bucket of docs/worker-protocol.md, In
+short."""
 
 from __future__ import annotations
 

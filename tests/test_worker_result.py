@@ -1,4 +1,5 @@
-"""Reading a worker's answer (API.md 3.3, rows 4 to 6, and what a result object is)."""
+"""Reading a worker's answer (docs/worker-protocol.md, The answer, rows 4 to 6, and what a result
+object is)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP API of API.md section 2, as a Klein app.
+"""The HTTP API of docs/api.md, as a Klein app.
 
 Handlers parse and check the request, call the queue manager or the store, and render.
 Errors are domain exceptions mapped to JSON in one place (``_failed``).
@@ -51,7 +51,8 @@ TEXT = b"text/plain; charset=utf-8"
 METHOD_ORDER = ("GET", "HEAD", "PUT", "DELETE", "POST")
 READINESS_TIMEOUT = 2.0
 MAX_RUN_AFTER = 315360000
-# The push answer, members in the order of API.md 2.18 (a template: it is the hottest path).
+# The push answer, members in the order of docs/api.md, POST /job (a template: it is the hottest
+# path).
 _PUSHED = (
     '{"id":%d,"queue_name":%s,"category":%s,"url":%s,"payload":%s,"run_after":%d,'
     '"timeout":%d,"retry_delay":%d,"max_retries":%d}'
@@ -62,7 +63,8 @@ _WHITESPACE = b" \t\r\n"
 
 
 def push_answer(job_id: int, queue_name: str, job: NewJob, payload_text: str) -> bytes:
-    """The answer of a push (API.md 2.18); ``payload_text`` is JSON text, already compact."""
+    """The answer of a push (docs/api.md, POST /job); ``payload_text`` is JSON text, already
+    compact."""
     return (_PUSHED % (
         job_id, jsontext.encode_str(queue_name), jsontext.encode_str(job.category),
         jsontext.encode_str(job.url), payload_text, job.run_after, job.timeout,

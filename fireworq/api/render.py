@@ -1,4 +1,4 @@
-"""The JSON shapes of API.md section 2, members in the documented order."""
+"""The JSON shapes of docs/api.md, members in the documented order."""
 
 from __future__ import annotations
 

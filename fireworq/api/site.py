@@ -131,7 +131,7 @@ class FireworqRequest(server.Request):
         server.Request.render(self, server.Site.getResourceFor(self.site, self))
 
     def processingFailed(self, reason: Failure) -> Failure:
-        # Twisted's own answer is a text/html page; errors are JSON (API.md 1.4).
+        # Twisted's own answer is a text/html page; errors are JSON (docs/api.md, Errors).
         log.failure("Unexpected error answering {method} {uri}", reason,
                     method=self.method, uri=self.uri)
         body = jsontext.encode(

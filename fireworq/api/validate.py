@@ -1,4 +1,5 @@
-"""Checks of path variables, query parameters and job fields (API.md 1.1, 1.7, 2.18)."""
+"""Checks of path variables, query parameters and job fields (docs/api.md,
+Conventions and POST /job)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def _small_integer(text: str, max_digits: int) -> int | None:
 
 
 def time_field(members: dict[str, jsontext.Member], name: str) -> int | None:
-    """A time member (API.md 1.5: RFC 3339) as ms, or None when absent or null."""
+    """A time member (docs/api.md, Times: RFC 3339) as ms, or None when absent or null."""
     text = jsontext.get_string(members, name)
     if text is None:
         return None
@@ -112,7 +113,7 @@ _PLAIN_URL = re.compile(
 
 
 def is_valid_url(url: str) -> bool:
-    """An absolute http or https URL of printable ASCII (API.md 2.18)."""
+    """An absolute http or https URL of printable ASCII (docs/api.md, POST /job)."""
     plain = _PLAIN_URL.fullmatch(url)
     if plain is not None and len(url) <= _MAX_URL_BYTES:
         plain_port = plain.group("port")

@@ -1,12 +1,12 @@
-"""Primary/backup per queue with MySQL named locks (DESIGN.md section 6).
+"""Primary/backup per queue with MySQL named locks (docs/configuration.md, mysql).
 
-A node is the active node of a queue while its lock session (``LockSession`` of the store)
-holds the queue's ``GET_LOCK`` (API.md 5.4). Each check keeps the locks held and tries the
-others in one statement, so backups take a queue over about a second after the old session
-ends. A session that failed, or was replaced (new connection id), loses every lock at once;
-they are taken again on the new connection and orphan recovery runs as for any activation.
-Grabs check the lock in their own statement, so a stale view here can never lead to two
-nodes grabbing one queue.
+A node is the active node of a queue while its lock session (``LockSession`` of the store) holds
+the queue's ``GET_LOCK`` (docs/configuration.md, mysql). Each check keeps the locks held and tries
+the others in one statement, so backups take a queue over about a second after the old session
+ends. A session that failed, or was replaced (new connection id), loses every lock at once; they
+are taken again on the new connection and orphan recovery runs as for any activation. Grabs check
+the lock in their own statement, so a stale view here can never lead to two nodes grabbing one
+queue.
 """
 
 from __future__ import annotations

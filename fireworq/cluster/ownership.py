@@ -1,4 +1,4 @@
-"""The life of each queue on this node, the same on every driver (DESIGN.md section 6).
+"""The life of each queue on this node, the same on every driver.
 
 ::
 

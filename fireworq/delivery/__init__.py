@@ -1,4 +1,5 @@
-"""Delivering jobs to workers: the HTTP request and the reading of its answer (API.md 3.2, 3.3)."""
+"""Delivering jobs to workers: the HTTP request and the reading of its answer
+(docs/worker-protocol.md)."""
 
 from fireworq.delivery.client import DeliverySettings, make_http_client
 from fireworq.delivery.deliverer import Deliverer

@@ -1,4 +1,4 @@
-"""Reading a worker's response body with a size limit (API.md 3.3, row 3).
+"""Reading a worker's response body with a size limit (docs/worker-protocol.md, The answer, row 3).
 
 ``Response.deliverBody`` with a protocol of our own rather than ``readBody`` or treq's
 ``content()``: the limit is checked as bytes arrive (a larger body is never held in memory), the

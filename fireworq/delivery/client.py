@@ -1,4 +1,5 @@
-"""The HTTP client that deliveries go through (API.md 3.2: connections, TLS, limits)."""
+"""The HTTP client that deliveries go through (docs/worker-protocol.md, The request: connections,
+TLS, limits)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One delivery attempt: the worker request, its redirects and limits, and the result
-(API.md 3.2 and 3.3)."""
+(docs/worker-protocol.md, The request and The answer)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Short texts for the ``<reason>`` part of failed-delivery messages (API.md 3.3)."""
+"""Short texts for the ``<reason>`` part of failed-delivery messages (docs/worker-protocol.md, The
+answer)."""
 
 from __future__ import annotations
 

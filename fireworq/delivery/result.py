@@ -1,4 +1,5 @@
-"""Reading a worker's answer into a result (API.md 3.3, rows 4 to 6). Pure: no I/O."""
+"""Reading a worker's answer into a result (docs/worker-protocol.md, The answer, rows 4 to 6).
+Pure: no I/O."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Where one request of a delivery goes: a worker URL checked and split once (API.md 3.2)."""
+"""Where one request of a delivery goes: a worker URL checked and split once
+(docs/worker-protocol.md, The request)."""
 
 from __future__ import annotations
 

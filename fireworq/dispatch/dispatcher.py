@@ -1,4 +1,4 @@
-"""The dispatcher of one queue (DESIGN.md section 5).
+"""The dispatcher of one queue (docs/index.md, Life of a job).
 
 It grabs only as many due jobs as it has free worker slots, delivers each, and writes the
 outcome. It looks for due jobs when woken (a push through this node, a slot freed after a
@@ -57,7 +57,7 @@ class Deliverer(Protocol):
 
 
 def completion_kind(job: Job, result: WorkerResult) -> CompletionKind:
-    """API.md 3.4: what an attempt's result does to its job."""
+    """docs/worker-protocol.md, What happens next: what an attempt's result does to its job."""
     if result.status == ResultStatus.SUCCESS.value:
         return CompletionKind.SUCCESS
     if result.status == ResultStatus.PERMANENT_FAILURE.value or job.retry_count <= 0:

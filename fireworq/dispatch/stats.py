@@ -1,4 +1,5 @@
-"""Per-queue counters of this node: the stats of API.md section 4 and the metric histograms."""
+"""Per-queue counters of this node: the stats of docs/api.md, Queue stats object and the metric
+histograms."""
 
 from __future__ import annotations
 
@@ -83,8 +84,8 @@ class Histogram:
 
 @attrs.frozen
 class QueueSnapshot:
-    """One queue's figures on this node at one moment, read-only: the stats of API.md
-    section 4 and what ``/metrics`` shows."""
+    """One queue's figures on this node at one moment, read-only: the stats of docs/api.md,
+    Queue stats object, and what ``/metrics`` shows."""
 
     total_pushes: int
     total_pops: int

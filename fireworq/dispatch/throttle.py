@@ -1,4 +1,4 @@
-"""The token bucket of a throttled queue (API.md 3.1)."""
+"""The token bucket of a throttled queue (docs/worker-protocol.md, In short)."""
 
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def keyset_page(
     items: Iterable[T], key: Callable[[T], tuple[int, int]], descending: bool,
     cursor: Cursor | None, limit: int,
 ) -> Page[T]:
-    """One keyset page (API.md 1.7) of items already filtered to one list."""
+    """One keyset page (docs/api.md, Lists and cursors) of items already filtered to one list."""
     ordered = sorted(items, key=key, reverse=descending)
     if cursor is not None:
         start = (cursor.time, cursor.id)

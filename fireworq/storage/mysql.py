@@ -171,7 +171,7 @@ _STATE_CONDITIONS = {
 
 
 def lock_name(queue_name: str, database: str, scope: str) -> str:
-    """The ``GET_LOCK`` name of a queue (API.md 5.4)."""
+    """The ``GET_LOCK`` name of a queue (docs/configuration.md, mysql)."""
     if scope == "server":
         return "fireworq_jq(%s)" % queue_name
     scoped = "fireworq_jq(%s/%s)" % (database, queue_name)
@@ -395,7 +395,8 @@ class MySQLStore:
 
 
 class LockSession:
-    """This node's session for the queue locks (API.md 5.4) and the grabs they guard.
+    """This node's session for the queue locks (docs/configuration.md, mysql) and the grabs they
+    guard.
 
     ``GET_LOCK`` belongs to a session, so one dedicated connection holds every queue lock of
     the node, grabs (each checks the lock in its own statement) and recovers orphans.

@@ -560,9 +560,9 @@ def _recover(txn: Cursor_, part: str, keep: Collection[InFlight]) -> int:
 
 
 def _position(cursor: Cursor) -> list[Any]:
-    """A cursor's (time, time, id) parameters of ``keyset_condition``. Its id may be above
-    SQLite's largest integer (API.md 1.7 allows up to 2^64-1), which would not bind; as a
-    REAL it compares exactly as it should: above every stored id."""
+    """A cursor's (time, time, id) parameters of ``keyset_condition``. Its id may be above SQLite's
+    largest integer (docs/api.md, Lists and cursors allows up to 2^64-1), which would not bind; as
+    a REAL it compares exactly as it should: above every stored id."""
     item: float = cursor.id if cursor.id <= _MAX_INTEGER else float(cursor.id)
     return [cursor.time, cursor.time, item]
 
