@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from fireworq.client import APIError, Client, FailedJob, Job, UnexpectedAnswer
@@ -116,8 +116,8 @@ def _setting(text: str) -> tuple[str, Any]:
 
 
 def _queue(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    if args.delete and args.set:
-        raise UsageError("give --set or --delete, not both")
+    if args.delete and (args.set or args.pause or args.resume):
+        raise UsageError("--delete goes alone, without --set, --pause or --resume")
     if args.delete:
         queue = client.delete_queue(args.name)
     elif args.set:
@@ -134,6 +134,11 @@ def _queue(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         queue = client.put_queue(args.name, more=members)
     else:
         queue = client.queue(args.name)
+    # After --set, so that a queue can be defined and paused at once.
+    if args.pause:
+        queue = client.pause_queue(args.name)
+    elif args.resume:
+        queue = client.resume_queue(args.name)
     write_one(out, args, queue.raw)
 
 
@@ -184,13 +189,61 @@ def _failed_matches(args: argparse.Namespace) -> Callable[[FailedJob], bool]:
     return matches
 
 
-def _failed(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+#: The most entries one bulk request to the daemon may take (docs/api.md, Failure log).
+BULK_LIMIT = 10000
+
+
+def _failed_in_bulk(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     filtered = (args.category, args.failed_after, args.failed_before) != (None, None, None)
-    if args.delete and not (filtered or args.all or args.limit is not None):
-        raise UsageError("failed --delete without --category, --failed-after, --failed-before"
-                         " or --limit empties the whole failure log; add --all to do that")
-    # Filters are applied here while the daemon has none (it lists the log by failure time).
-    limit = _limit(args, None if args.delete else DEFAULT_LIMIT)
+    action = "--retry" if args.retry else "--delete"
+    if not (filtered or args.all or args.limit is not None):
+        raise UsageError(f"failed {action} without --category, --failed-after, --failed-before"
+                         " or --limit takes the whole failure log; add --all to do that")
+    left = _limit(args, None)
+    done, job_ids = 0, []
+    failed_before = args.failed_before
+    if args.retry:
+        # Requests go on until the filter selects no more; a retried job that fails again
+        # meanwhile must not be taken once more, so the run ends at the newest failure that was
+        # in the log when it started (its time is the daemon's, so clocks need not agree).
+        newest = client.failed_page(args.queue, order="failed", limit=1).items
+        if not newest:
+            left = 0
+        else:
+            end = newest[0].failed_at + timedelta(milliseconds=1)  # times are shown to the ms
+            failed_before = end if failed_before is None else min(failed_before, end)
+    while left is None or left > 0:
+        size = BULK_LIMIT if left is None else min(left, BULK_LIMIT)
+        filters = {"category": args.category, "failed_after": args.failed_after,
+                   "failed_before": failed_before, "limit": size}
+        if args.retry:
+            retried = client.retry_failed(args.queue, **filters)
+            count = retried.retried
+            job_ids.extend(retried.jobs)
+        else:
+            count = client.delete_failed(args.queue, **filters)
+        done += count
+        if left is not None:
+            left -= count
+        if count < size:
+            break
+    if args.retry:
+        if args.json:
+            write_json(out, {"retried": done, "jobs": job_ids})
+        else:
+            out.write(f"retried {done} failed job(s) of queue {args.queue}\n")
+    elif args.json:
+        write_json(out, {"deleted": done})
+    else:
+        out.write(f"deleted {done} failed job(s) from queue {args.queue}\n")
+
+
+def _failed(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.retry or args.delete:
+        _failed_in_bulk(client, args, out)
+        return
+    # The daemon lists the log by time alone: the filters of a listing are applied here.
+    limit = _limit(args)
     matches = _failed_matches(args)
     found: list[FailedJob] = []
     for job in client.failed(args.queue, order=args.order):
@@ -198,14 +251,6 @@ def _failed(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             break
         if matches(job):
             found.append(job)
-    if args.delete:
-        # Entries already seen stay behind the cursor, so deleting them does not move the walk.
-        deleted = [client.delete_failed_job(args.queue, job.id) for job in found]
-        if args.json:
-            write_json(out, {"deleted": len(deleted), "ids": [job.id for job in deleted]})
-        else:
-            out.write(f"deleted {len(deleted)} failed job(s) from queue {args.queue}\n")
-        return
     if args.json:
         write_json(out, [job.raw for job in found])
         return
@@ -317,12 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("queues", _queues, "list the queues")
 
-    queue = command("queue", _queue, "show a queue; define or change it with --set")
+    queue = command("queue", _queue,
+                    "show a queue; define or change it with --set, pause or resume it")
     queue.add_argument("name")
     queue.add_argument("--set", action="append", metavar="NAME=VALUE",
                        help="set a member (max_workers=8); the others keep their values")
     queue.add_argument("--delete", action="store_true",
                        help="delete the definition (its jobs and failure log stay)")
+    state = queue.add_mutually_exclusive_group()
+    state.add_argument("--pause", action="store_true",
+                       help="stop delivering the queue's jobs (pushes are still stored)")
+    state.add_argument("--resume", action="store_true", help="deliver the queue's jobs again")
 
     jobs = command("jobs", _jobs, "list the jobs of a queue")
     jobs.add_argument("queue")
@@ -331,10 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="by next try: latest first (desc) or earliest first")
     _list_options(jobs, "jobs")
 
-    failed = command("failed", _failed, "list (or --delete) a queue's failure log")
+    failed = command("failed", _failed,
+                     "list a queue's failure log, or --retry or --delete entries of it")
     failed.add_argument("queue")
-    failed.add_argument("--delete", action="store_true",
-                        help="delete the entries the filters select")
+    action = failed.add_mutually_exclusive_group()
+    action.add_argument("--retry", action="store_true",
+                        help="push the entries the filters select again (oldest failure first)"
+                             " and remove them from the log")
+    action.add_argument("--delete", action="store_true",
+                        help="delete the entries the filters select (oldest failure first)")
     failed.add_argument("--category", help="only jobs of this category")
     failed.add_argument("--failed-after", type=_time_option, metavar="TIME",
                         help="only failures at or after TIME (RFC 3339)")

@@ -9,7 +9,7 @@ method and how to walk a list.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from twisted.internet.threads import deferToThread
@@ -27,6 +27,7 @@ from fireworq.client import (
     PushedJob,
     Queue,
     QueueStats,
+    RetriedJobs,
     Routing,
 )
 from fireworq.client.twisted import TwistedClient
@@ -167,6 +168,47 @@ class ClientScenario:
         self.assertEqual(await self.call(c.delete_failed_job, "mail", entry.id), entry)
         self.assertEqual(len(await self.walk(c.failed, "mail")), 2)
 
+    async def test_retry_and_pause(self: Any) -> None:
+        """When a queue is paused, failed jobs retried one by one and in bulk wait in it; when
+        it is resumed they are delivered; bulk delete empties the log."""
+        _, worker = await self.start()
+        c = self.client
+        await self.call(c.put_queue, "mail", max_workers=4, more={"failed_job_ttl": 3600})
+        await self.call(c.put_routing, CATEGORY, "mail")
+        for n in range(4):
+            await self.call(c.push, CATEGORY, worker.url(), {"fail": True, "n": n})
+
+        async def entries() -> list[FailedJob]:
+            found = await self.walk(c.failed, "mail")
+            return found if len(found) == 4 else []
+        failed = await eventually(entries, what="4 failure-log entries")
+        paused = await self.call(c.pause_queue, "mail")
+        self.assertEqual((paused.paused, paused.failed_job_ttl, paused.failed_job_limit),
+                         (True, 3600, 0))
+        self.assertIs((await self.call(c.queue, "mail")).paused, True)
+        one = await self.call(c.retry_failed_job, "mail", failed[0].id, run_after=0)
+        self.assertIsInstance(one, PushedJob)
+        self.assertEqual(one.payload, failed[0].payload)
+        with self.assertRaises(APIError) as raised:
+            await self.call(c.retry_failed_job, "mail", failed[0].id)
+        self.assertEqual(raised.exception.message, f"No such failed job: {failed[0].id}")
+        bulk = await self.call(c.retry_failed, "mail", limit=2)
+        self.assertIsInstance(bulk, RetriedJobs)
+        self.assertEqual((bulk.retried, len(bulk.jobs)), (2, 2))
+        waiting = await self.walk(c.jobs, "mail", "waiting")
+        self.assertEqual(sorted(j.id for j in waiting), sorted([one.id, *bulk.jobs]))
+        self.assertEqual(await self.call(c.delete_failed, "mail",
+                                         failed_before=datetime(2000, 1, 1, tzinfo=timezone.utc)),
+                         0)
+        self.assertEqual(await self.call(c.delete_failed, "mail", category=CATEGORY), 1)
+        resumed = await self.call(c.resume_queue, "mail")
+        self.assertIs(resumed.paused, False)
+        self.assertNotIn("paused", resumed.raw)
+        # The three retried jobs run again, and fail again (the worker is asked to).
+        async def three_failed_again() -> bool:
+            return len(await self.walk(c.failed, "mail")) == 3
+        await eventually(three_failed_again, what="the retried jobs to run and fail")
+
     async def test_errors(self: Any) -> None:
         """When the daemon answers an error, it is an APIError with its code and message; when
         nothing answers, an APIError with code 0."""
@@ -253,8 +295,10 @@ class OfflineTests(TestCase):
         self.assertRaises(UnexpectedAnswer, Queue.from_json, [])
         self.assertRaises(UnexpectedAnswer, Queue.from_json, {"name": "q", "max_workers": "2"})
         self.assertRaises(UnexpectedAnswer, Queue.from_json, {"name": "q", "max_workers": True})
-        queue = Queue.from_json({"name": "q", "max_workers": 2, "paused": True})
-        self.assertEqual((queue, queue.raw["paused"]), (Queue("q", 0, 2, 0, 0), True))
+        self.assertRaises(UnexpectedAnswer, Queue.from_json, {"name": "q", "max_workers": 2,
+                                                              "paused": "yes"})
+        queue = Queue.from_json({"name": "q", "max_workers": 2, "paused": True, "newer": 1})
+        self.assertEqual((queue, queue.raw["newer"]), (Queue("q", 0, 2, 0, 0, paused=True), 1))
 
     def test_put_queue_body(self) -> None:
         """When a queue is put, named parameters beat ``more`` and absent ones are not sent."""

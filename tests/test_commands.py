@@ -112,6 +112,34 @@ class CommandTests(TestCase):
         self.assertEqual(out, "deleted 2 failed job(s) from queue mail\n")
         self.assertEqual(await self.fireworq("failed", "mail"), "(none)\n")
 
+    async def test_retry_and_pause(self) -> None:
+        """When a queue is paused from the command line, failed jobs retried with --retry wait
+        in it (a filter or --all is needed), and are delivered once it is resumed."""
+        await self.start()
+        await self.daemon.api.put_queue("mail", max_workers=4)
+        for category in ("a", "b"):
+            await self.daemon.api.put_routing(category, "mail")
+            for n in range(2):
+                await self.daemon.api.push_ok(category, self.worker.url(),
+                                              json.dumps({"fail": True, "n": n}))
+
+        async def four_failed() -> bool:
+            return len(await self.json("failed", "mail")) == 4
+        await eventually(four_failed, what="4 failure-log entries")
+        self.assertEqual((await self.json("queue", "mail", "--pause"))["paused"], True)
+        self.assertIn("paused            true", await self.fireworq("queue", "mail"))
+        await self.fireworq("failed", "mail", "--retry", status=2)
+        self.assertIn("add --all", self.err)
+        await self.fireworq("failed", "mail", "--retry", "--delete", status=2)
+        retried = await self.json("failed", "mail", "--retry", "--category", "a")
+        self.assertEqual((retried["retried"], len(retried["jobs"])), (2, 2))
+        out = await self.fireworq("failed", "mail", "--retry", "--all")
+        self.assertEqual(out, "retried 2 failed job(s) of queue mail\n")
+        self.assertEqual(await self.fireworq("failed", "mail"), "(none)\n")
+        self.assertEqual(len(await self.json("jobs", "mail", "--state", "waiting")), 4)
+        self.assertNotIn("paused", await self.json("queue", "mail", "--resume"))
+        await eventually(four_failed, what="the retried jobs to fail again")
+
     async def test_errors(self) -> None:
         """When the daemon answers an error the command prints it and exits 1; when nothing
         answers, the same; a usage error exits 2."""

@@ -21,11 +21,12 @@ from fireworq.client.values import (
     Queue,
     QueueStats,
     Result,
+    RetriedJobs,
     Routing,
     UnexpectedAnswer,
 )
 
 __all__ = [
     "APIError", "Call", "Client", "FailedJob", "Job", "Node", "Page", "Paged", "ProcessStats",
-    "PushedJob", "Queue", "QueueStats", "Result", "Routing", "UnexpectedAnswer",
+    "PushedJob", "Queue", "QueueStats", "Result", "RetriedJobs", "Routing", "UnexpectedAnswer",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from typing import Any, Callable, Generic, Mapping, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -25,6 +26,7 @@ from fireworq.client.values import (
     PushedJob,
     Queue,
     QueueStats,
+    RetriedJobs,
     Routing,
     UnexpectedAnswer,
 )
@@ -323,6 +325,16 @@ def delete_queue(name: str) -> Call[Queue]:
     return Call(Request("DELETE", "/queue/" + _segment(name)), _read(Queue.from_json))
 
 
+def pause_queue(name: str) -> Call[Queue]:
+    """``POST /queue/{name}/pause``: stop the queue's deliveries (pushes are still stored)."""
+    return Call(Request("POST", f"/queue/{_segment(name)}/pause"), _read(Queue.from_json))
+
+
+def resume_queue(name: str) -> Call[Queue]:
+    """``POST /queue/{name}/resume``: deliver the queue's jobs again."""
+    return Call(Request("POST", f"/queue/{_segment(name)}/resume"), _read(Queue.from_json))
+
+
 def node(name: str) -> Call[Node]:
     """``GET /queue/{name}/node``: the node that dispatches the queue."""
     return Call(Request("GET", f"/queue/{_segment(name)}/node"), _read(Node.from_json))
@@ -423,6 +435,50 @@ def delete_failed_job(queue: str, failure_id: int) -> Call[FailedJob]:
     was."""
     return Call(Request("DELETE", f"/queue/{_segment(queue)}/failed/{int(failure_id)}"),
                 _read(FailedJob.from_json))
+
+
+def retry_failed_job(queue: str, failure_id: int, *,
+                     run_after: int | None = None) -> Call[PushedJob]:
+    """``POST /queue/{queue}/failed/{id}/retry``: push the entry again as a new job (due at
+    once, or after ``run_after`` seconds) and remove it, in one change of the store."""
+    body = None if run_after is None else _body({"run_after": run_after})
+    return Call(Request("POST", f"/queue/{_segment(queue)}/failed/{int(failure_id)}/retry",
+                        body=body), _read(PushedJob.from_json))
+
+
+def _failure_filter(category: str | None, failed_after: datetime | None,
+                    failed_before: datetime | None, limit: int | None) -> bytes:
+    def time(moment: datetime | None) -> str | None:
+        # A naive time is local time, as the command line reads it.
+        return None if moment is None else moment.astimezone().isoformat()
+
+    return _body({"category": category, "failed_after": time(failed_after),
+                  "failed_before": time(failed_before), "limit": limit})
+
+
+def retry_failed(queue: str, *, category: str | None = None,
+                 failed_after: datetime | None = None, failed_before: datetime | None = None,
+                 limit: int | None = None) -> Call[RetriedJobs]:
+    """``POST /queue/{queue}/failed/retry``: push again the entries the filter selects, oldest
+    failure first, at most ``limit`` (1-10000; the daemon's default is 1000)."""
+    return Call(Request("POST", f"/queue/{_segment(queue)}/failed/retry",
+                        body=_failure_filter(category, failed_after, failed_before, limit)),
+                _read(RetriedJobs.from_json))
+
+
+def delete_failed(queue: str, *, category: str | None = None,
+                  failed_after: datetime | None = None, failed_before: datetime | None = None,
+                  limit: int | None = None) -> Call[int]:
+    """``DELETE /queue/{queue}/failed``: delete the entries the filter selects, oldest failure
+    first, at most ``limit`` (1-10000; the daemon's default is 1000); how many were."""
+    def read(answer: Answer) -> int:
+        deleted = answer.json()
+        if not isinstance(deleted, dict) or type(deleted.get("deleted")) is not int:
+            raise UnexpectedAnswer('expected {"deleted": n}')
+        return int(deleted["deleted"])
+
+    return Call(Request("DELETE", f"/queue/{_segment(queue)}/failed",
+                        body=_failure_filter(category, failed_after, failed_before, limit)), read)
 
 
 # --- routings -----------------------------------------------------------------------------

@@ -62,14 +62,21 @@ def _any(json: JSONObject, name: str) -> Any:
     return json.get(name)
 
 
+def _bool(json: JSONObject, name: str) -> bool:
+    value = json.get(name)
+    if not isinstance(value, bool):
+        raise UnexpectedAnswer(f"member {name!r} is not a boolean: {value!r}")
+    return value
+
+
 def _zero_when_left_out(read: Reader) -> Reader:
-    # The daemon leaves some members out when they are 0 (docs/api.md, queue definition).
+    # The daemon leaves some members out when they are 0 (docs/api.md, Queue definition object).
     return lambda json, name: read(json, name) if name in json else 0
 
 
 #: Field type (as written in the class) -> how a member of that type is read.
 _READERS: dict[str, Reader] = {
-    "int": _int, "float": _number, "str": _str, "datetime": _time, "Any": _any,
+    "int": _int, "float": _number, "str": _str, "datetime": _time, "Any": _any, "bool": _bool,
 }
 
 
@@ -97,19 +104,27 @@ class _FromJSON:
 
 @attrs.frozen
 class Queue(_FromJSON):
-    """A queue definition. Members the daemon leaves out when 0 read as 0."""
+    """A queue definition. Members the daemon leaves out when 0 (or false) read as 0 (or
+    false)."""
 
     name: str
     polling_interval: int
     max_workers: int
     max_dispatches_per_second: float
     max_burst_size: int
+    #: Seconds a failure-log entry is kept (0: for ever) and the most entries kept (0: no limit).
+    failed_job_ttl: int = 0
+    failed_job_limit: int = 0
+    paused: bool = False
     raw: JSONObject = _raw()
 
     _READ = {
         "polling_interval": _zero_when_left_out(_int),
         "max_dispatches_per_second": _zero_when_left_out(_number),
         "max_burst_size": _zero_when_left_out(_int),
+        "failed_job_ttl": _zero_when_left_out(_int),
+        "failed_job_limit": _zero_when_left_out(_int),
+        "paused": lambda json, name: _bool(json, name) if name in json else False,
     }
 
 
@@ -253,3 +268,12 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_cursor: str
+
+
+@attrs.frozen
+class RetriedJobs(_FromJSON):
+    """What a bulk retry of the failure log did: how many entries, and their new jobs' ids."""
+
+    retried: int
+    jobs: Any
+    raw: JSONObject = _raw()
