@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 import mysqltools
+from e2e import eventually
 from fireworq.cluster.mysql import MySQLLocks
 from fireworq.dsn import parse_dsn
 from fireworq.storage.mysql import MySQLStore
@@ -89,7 +90,12 @@ class LockSessionTests(TestCase):
         second = self.store.grab_connection_id
         self.assertNotEqual(second, first)
         self.assertFalse(self.alive(old))
-        self.assertEqual(await self.locks.check({QUEUE: QUEUE}), {QUEUE})
+
+        # The server frees a killed session's locks as its thread ends, which may be a moment
+        # after KILL answers; the node's next checks take the lock then.
+        async def taken() -> bool:
+            return await self.locks.check({QUEUE: QUEUE}) == {QUEUE}
+        await eventually(taken, timeout=5, what="the lock to be taken again")
         self.assertEqual(self.holder(self.locks.lock_name(QUEUE)), second)
         self.assertEqual(self.lost, 1)
 
