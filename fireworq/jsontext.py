@@ -29,6 +29,7 @@ from fireworq.errors import InvalidInput
 __all__ = [
     "Member",
     "RawJSON",
+    "array_members",
     "compact",
     "encode",
     "encode_indented",
@@ -264,6 +265,23 @@ def parse_object(body: bytes) -> dict[str, Member]:
     if members is None:
         raise InvalidInput(_NOT_AN_OBJECT)
     return members
+
+
+def array_members(raw: str) -> list[dict[str, Member] | None]:
+    """The members of each element of the JSON array ``raw`` (a member's source text, so
+    valid JSON), each keeping its exact source text; None for an element that is not an
+    object."""
+    elements: list[dict[str, Member] | None] = []
+    idx = _skip_ws(raw, 1)  # past "["
+    if raw.startswith("]", idx):
+        return elements
+    while True:
+        end = _scan_value(raw, idx)[1]
+        elements.append(_parse_members(raw[idx:end]))
+        idx = _skip_ws(raw, end)
+        if raw.startswith("]", idx):
+            return elements
+        idx = _skip_ws(raw, idx + 1)  # past ","
 
 
 # Syntax errors, in the project's own words.

@@ -68,6 +68,14 @@ class _Snapshot:
             "fireworq_failed_jobs_pruned",
             "Failure-log entries removed by this node for the queue's retention settings.",
             labels=["queue"])
+        keys_pruned = CounterMetricFamily(
+            "fireworq_unique_keys_pruned",
+            "Unique keys of pushes forgotten by this node after the queue's unique_window.",
+            labels=["queue"])
+        duplicates = CounterMetricFamily(
+            "fireworq_duplicate_pushes",
+            "Pushes through this node that found their unique key: nothing was stored.",
+            labels=["queue"])
         for name, dispatcher in queues:
             stats = dispatcher.snapshot()
             pushed.add_metric([name], stats.total_pushes)
@@ -87,6 +95,8 @@ class _Snapshot:
             active.add_metric([name], 1 if stats.active else 0)
             paused.add_metric([name], 1 if stats.paused else 0)
             pruned.add_metric([name], stats.failures_pruned)
+            keys_pruned.add_metric([name], stats.unique_keys_pruned)
+            duplicates.add_metric([name], stats.duplicate_pushes)
             if self._counts is not None:
                 counts = self._counts.get(dispatcher.table, StateCounts())
                 jobs.add_metric([name, "waiting"], counts.waiting)
@@ -98,7 +108,7 @@ class _Snapshot:
         store_up.add_metric([], 1 if self._counts is not None else 0)
         families: list[Metric] = [
             pushed, popped, completed, failures, delivery, latency, workers, active, store_up,
-            paused, pruned,
+            paused, pruned, keys_pruned, duplicates,
         ]
         if self._counts is not None:
             families += [jobs, failed]

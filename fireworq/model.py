@@ -36,6 +36,12 @@ OWN_MEMBER = "fireworq.own_member"
 #: Ranges of the failure-log retention members (integer fields, as docs/api.md, PUT /queue).
 MAX_FAILED_JOB_TTL = 315360000
 MAX_FAILED_JOB_LIMIT = 100000000
+#: How long a queue remembers the unique key of a push, in seconds (docs/api.md,
+#: Idempotent pushes): the default and the range of ``unique_window``.
+DEFAULT_UNIQUE_WINDOW = 86400
+MAX_UNIQUE_WINDOW = 31536000
+#: Longest unique key (``unique_key``, ``Idempotency-Key``), in bytes of UTF-8.
+MAX_UNIQUE_KEY_BYTES = 255
 
 
 @attrs.frozen
@@ -77,6 +83,8 @@ class QueueDefinition:
     failed_job_ttl: int = own_member(0)
     #: Most failure-log entries kept (the newest); 0 for no limit.
     failed_job_limit: int = own_member(0)
+    #: Seconds a push's unique key is remembered; 0 remembers none (no deduplication).
+    unique_window: int = own_member(DEFAULT_UNIQUE_WINDOW)
     paused: bool = attrs.field(default=False, kw_only=True)
 
     @property
@@ -150,6 +158,28 @@ class JobState(str, Enum):
     DEFERRED = "deferred"
 
 
+def is_valid_unique_key(key: str) -> bool:
+    """1 to 255 bytes of UTF-8 (a lone surrogate, which JSON's ``\\ud800`` can give, is
+    none)."""
+    try:
+        return 1 <= len(key.encode("utf-8")) <= MAX_UNIQUE_KEY_BYTES
+    except UnicodeEncodeError:
+        return False
+
+
+@attrs.frozen
+class UniqueKey:
+    """The key of an idempotent push (docs/api.md, Idempotent pushes). A push whose key
+    its queue stored less than ``window`` seconds ago stores nothing and answers as the
+    first push did; so the key is kept with what that answer needs besides the job."""
+
+    key: str
+    #: The payload as the push's answer shows it: compact JSON text, ``null`` for none.
+    answer_payload: str
+    #: Seconds the key is remembered: the queue's ``unique_window`` (0: not at all).
+    window: int = 0
+
+
 @attrs.frozen
 class NewJob:
     """A job as a push stores it. ``payload`` is the stored payload (docs/api.md, Payloads)."""
@@ -161,6 +191,7 @@ class NewJob:
     max_retries: int
     retry_delay: int
     timeout: int
+    unique: UniqueKey | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -170,6 +201,16 @@ class PushedJob:
     id: int
     created_at: int
     next_try: int
+
+
+@attrs.frozen
+class DuplicateJob:
+    """The answer to a push whose unique key was seen: nothing was stored; ``pushed`` and
+    ``job`` are the first push's as its answer showed them (``job.unique.answer_payload``;
+    the stored payload is not kept, so ``job.payload`` may be empty)."""
+
+    pushed: PushedJob
+    job: NewJob
 
 
 @attrs.frozen

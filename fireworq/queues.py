@@ -9,7 +9,7 @@ to as its queue is added.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Union
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
@@ -25,6 +25,7 @@ from fireworq.errors import InvalidInput, NotFound, NotStored, OutcomeUnknown, S
 from fireworq.logs import QueueLog
 from fireworq.model import (
     Completion,
+    DuplicateJob,
     NewJob,
     PushedJob,
     QueueDefinition,
@@ -58,10 +59,37 @@ class QueueDefaults:
 
 @attrs.frozen
 class Accepted:
-    """A push as stored."""
+    """A push as stored; or, when ``duplicate`` is set, a push whose unique key was seen:
+    nothing was stored, ``job`` and ``duplicate`` are the first push's."""
 
     queue_name: str
     job: PushedJob
+    duplicate: NewJob | None = None
+
+
+#: What the push batcher holds: a push of one job, or a batch push (stored all or none),
+#: with the job table they go to.
+PushItem = Union[tuple[str, NewJob], tuple[str, tuple[NewJob, ...]]]
+#: The store's answer to an item: one job's, or a batch's (one per job, in order).
+PushResult = Union[PushedJob, DuplicateJob, list[Union[PushedJob, DuplicateJob]]]
+
+
+def _push_size(item: PushItem) -> int:
+    jobs = item[1]
+    return 1 if isinstance(jobs, NewJob) else len(jobs)
+
+
+class _Requests:
+    """Hands the store whole requests of a push batch (``storage.Handover``): the jobs
+    of the items the batch hands over."""
+
+    def __init__(self, batch: Batch[PushItem], starts: Sequence[int]) -> None:
+        self._batch = batch
+        self._starts = starts
+
+    def take(self) -> list[int]:
+        return [index for item in self._batch.take()
+                for index in range(self._starts[item], self._starts[item + 1])]
 
 
 class QueueManager:
@@ -91,12 +119,13 @@ class QueueManager:
         self._revisions: tuple[int, int, int] | None = None
         self._unrunnable_logged: set[str] = set()
         self._defining = DeferredLock()
-        self._pushes: TurnBatcher[tuple[str, NewJob], PushedJob] = TurnBatcher(
+        self._pushes: TurnBatcher[PushItem, PushResult] = TurnBatcher(
             clock, self._store_pushes, concurrency=push_concurrency, deadline=PUSH_TIMEOUT,
             expired=_push_expired, taken_by_flush=True, limit=max_pending_pushes,
             overloaded=lambda: StoreUnavailable(
                 "%d pushes already wait for the store; the job was not stored"
                 % max_pending_pushes),
+            size=_push_size,
         )
         self._completions: TurnBatcher[Completion, None] = TurnBatcher(
             clock, self._complete, concurrency=push_concurrency
@@ -320,18 +349,37 @@ class QueueManager:
         if dispatcher is None:
             return Deferred.fromCoroutine(self.push(category, job))
         definition = dispatcher.definition
+        if job.unique is not None:
+            job = _keyed(job, definition)
         return self._pushes.submit((definition.table, job)).addCallback(
             self.accepted, definition.name, job)
 
     async def push(self, category: str, job: NewJob) -> Accepted:
         definition = await self.route(category)
+        job = _keyed(job, definition)
         pushed = await self._pushes.submit((definition.table, job))
         return self.accepted(pushed, definition.name, job)
 
-    def accepted(self, pushed: PushedJob, queue_name: str, job: NewJob) -> Accepted:
+    async def push_batch(self, category: str, jobs: Sequence[NewJob]) -> list[Accepted]:
+        """Push the jobs in one transaction: all are stored (or found duplicates) or none
+        (docs/api.md, POST /jobs)."""
+        definition = await self.route(category)
+        keyed = tuple(_keyed(job, definition) for job in jobs)
+        stored = await self._pushes.submit((definition.table, keyed))
+        assert isinstance(stored, list)
+        return [self.accepted(pushed, definition.name, job)
+                for pushed, job in zip(stored, keyed)]
+
+    def accepted(self, pushed: PushResult, queue_name: str, job: NewJob) -> Accepted:
         """What follows a stored push here (also of a retried failure-log entry): stats,
-        the queue log's push line, and a wake-up of the dispatcher."""
+        the queue log's push line, and a wake-up of the dispatcher. A duplicate stored
+        nothing: none of them."""
         dispatcher = self.dispatchers.get(queue_name)
+        if isinstance(pushed, DuplicateJob):
+            if dispatcher is not None:
+                dispatcher.stats.duplicate_pushes += 1
+            return Accepted(queue_name, pushed.pushed, duplicate=pushed.job)
+        assert isinstance(pushed, PushedJob)
         if dispatcher is not None:
             dispatcher.stats.pushed()
             self._queue_log.push(queue_name, job, pushed)
@@ -341,11 +389,30 @@ class QueueManager:
 
     # Batched store calls
 
-    async def _store_pushes(
-        self, batch: Batch[tuple[str, NewJob]]
-    ) -> Sequence[PushedJob | NotStored]:
+    async def _store_pushes(self, batch: Batch[PushItem]) -> Sequence[PushResult | NotStored]:
         # The store takes the batch itself, right before sending it (see PUSH_TIMEOUT).
-        return await self._store.push(batch, batch)
+        if all(isinstance(jobs, NewJob) for _, jobs in batch):
+            return await self._store.push(batch, batch)  # type: ignore[arg-type]
+        # Batch pushes: their jobs in line with the others', each batch a request of its
+        # own that the store stores all or none.
+        flat: list[tuple[str, NewJob]] = []
+        groups: list[int] = []
+        starts = [0]
+        for number, (table, jobs) in enumerate(batch):
+            for job in (jobs,) if isinstance(jobs, NewJob) else jobs:
+                flat.append((table, job))
+                groups.append(number)
+            starts.append(len(flat))
+        answers = await self._store.push(flat, _Requests(batch, starts), groups)
+        results: list[PushResult | NotStored] = []
+        for number, (_, jobs) in enumerate(batch):
+            mine = answers[starts[number]:starts[number + 1]]
+            if isinstance(jobs, NewJob):
+                results.append(mine[0])
+                continue
+            failed = [answer for answer in mine if isinstance(answer, NotStored)]
+            results.append(failed[0] if failed else mine)  # type: ignore[arg-type]
+        return results
 
     async def _complete(self, completions: Sequence[Completion]) -> Sequence[None]:
         await self._store.complete(completions)
@@ -354,3 +421,13 @@ class QueueManager:
     async def _due_tables(self, tables: Sequence[str]) -> Sequence[bool]:
         due = await self._store.due_tables(sorted(set(tables)))
         return [table in due for table in tables]
+
+
+def _keyed(job: NewJob, definition: QueueDefinition) -> NewJob:
+    """The job with its queue's ``unique_window``; without its key when the queue keeps
+    none (window 0)."""
+    if job.unique is None:
+        return job
+    if not definition.unique_window:
+        return attrs.evolve(job, unique=None)
+    return attrs.evolve(job, unique=attrs.evolve(job.unique, window=definition.unique_window))

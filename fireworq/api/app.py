@@ -31,13 +31,17 @@ from fireworq.failures import FailureLog
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fireworq.metrics import render_metrics
 from fireworq.model import (
+    DEFAULT_UNIQUE_WINDOW,
     MAX_FAILED_JOB_LIMIT,
     MAX_FAILED_JOB_TTL,
+    MAX_UNIQUE_WINDOW,
     FailedOrder,
     JobState,
     NewJob,
     QueueDefinition,
     Routing,
+    UniqueKey,
+    is_valid_unique_key,
 )
 from fireworq.procstats import process_stats
 from fireworq.queues import Accepted, QueueManager
@@ -60,6 +64,11 @@ _PUSHED = (
 _STATE_LISTS = {"grabbed": JobState.GRABBED, "waiting": JobState.WAITING,
                 "deferred": JobState.DEFERRED}
 _WHITESPACE = b" \t\r\n"
+#: Most jobs of one batch push (docs/api.md, POST /jobs).
+MAX_BATCH_JOBS = 1000
+IDEMPOTENCY_KEY = b"idempotency-key"
+DUPLICATE_HEADER = b"fireworq-duplicate"
+DUPLICATE_JOBS_HEADER = b"fireworq-duplicate-jobs"
 
 
 def push_answer(job_id: int, queue_name: str, job: NewJob, payload_text: str) -> bytes:
@@ -266,10 +275,12 @@ class FireworqAPI:
         failed_job_ttl = jsontext.get_int(members, "failed_job_ttl", 0, MAX_FAILED_JOB_TTL)
         failed_job_limit = jsontext.get_int(
             members, "failed_job_limit", 0, MAX_FAILED_JOB_LIMIT)
+        unique_window = jsontext.get_int(members, "unique_window", 0, MAX_UNIQUE_WINDOW)
         definition = attrs.evolve(
             self._manager.resolve(queue_name, polling_interval=polling_interval,
                                   max_workers=max_workers, rate=rate, burst=burst),
             failed_job_ttl=failed_job_ttl or 0, failed_job_limit=failed_job_limit or 0,
+            unique_window=DEFAULT_UNIQUE_WINDOW if unique_window is None else unique_window,
         )
         stored = await self._manager.put_queue(definition)
         return respond_json(request, render.queue_definition(stored))
@@ -443,7 +454,8 @@ class FireworqAPI:
     def push_now(self, request: IRequest, job_category: str) -> Any:
         """Check the push, then answer once the job is stored (no Deferred on bad input)."""
         try:
-            job, echo = self._new_job(request, job_category)
+            validate.category(job_category)
+            job, echo = _new_job(self._body(request), job_category, _idempotency_key(request))
         except InvalidInput as e:
             return respond_error(request, 400, str(e))
         pushed = self._manager.push_nowait(job_category, job)
@@ -459,41 +471,50 @@ class FireworqAPI:
     ) -> None:
         if request.channel is None:  # type: ignore[attr-defined]
             return  # the client went away; nobody to answer
-        body = push_answer(accepted.job.id, accepted.queue_name, job,
-                           "null" if echo is None else echo.text)
-        request.write(respond(request, 200, body))
+        if accepted.duplicate is not None:
+            request.setHeader(DUPLICATE_HEADER, b"true")
+        request.write(respond(request, 200, _answer(accepted, job, echo)))
         request.finish()
+
+    @app.route("/jobs/<path:job_category>", methods=["POST"])
+    async def push_batch(self, request: IRequest, job_category: str) -> bytes:
+        """docs/api.md, POST /jobs: every job or none."""
+        validate.category(job_category)
+        if request.getHeader(IDEMPOTENCY_KEY) is not None:
+            raise InvalidInput("The Idempotency-Key header is for POST /job only; give each"
+                               " job of a batch its unique_key")
+        jobs_member = self._body(request).get("jobs")
+        if jobs_member is None or jobs_member.value is None:
+            raise InvalidInput("Missing field: jobs")
+        if not isinstance(jobs_member.value, list):
+            raise InvalidInput("Field 'jobs' must be an array of job objects")
+        count = len(jobs_member.value)
+        if not 1 <= count <= MAX_BATCH_JOBS:
+            raise InvalidInput("Field 'jobs' must hold 1 to %d jobs" % MAX_BATCH_JOBS)
+        parsed = []
+        for index, element in enumerate(jsontext.array_members(jobs_member.raw)):
+            try:
+                if element is None:
+                    raise InvalidInput("must be a JSON object")
+                parsed.append(_new_job(element, job_category, None))
+            except InvalidInput as e:
+                raise InvalidInput("Job %d: %s" % (index, e)) from None
+        accepted = await self._manager.push_batch(job_category, [job for job, _ in parsed])
+        duplicates = [index for index, one in enumerate(accepted) if one.duplicate is not None]
+        if duplicates:
+            request.setHeader(DUPLICATE_JOBS_HEADER,
+                              ", ".join(str(index) for index in duplicates).encode("ascii"))
+            if len(duplicates) == count:
+                request.setHeader(DUPLICATE_HEADER, b"true")
+        answers = b",".join(_answer(one, job, echo)
+                            for one, (job, echo) in zip(accepted, parsed))
+        return respond(request, 200, b'{"jobs":[' + answers + b"]}")
 
     def _push_failed(self, failure: Failure, request: IRequest) -> None:
         if request.channel is None:  # type: ignore[attr-defined]
             return
         request.write(self._failed(request, failure) or b"")
         request.finish()
-
-    def _new_job(
-        self, request: IRequest, job_category: str
-    ) -> tuple[NewJob, jsontext.RawJSON | None]:
-        validate.category(job_category)
-        members = self._body(request)
-        url = jsontext.get_string(members, "url")
-        payload = members.get("payload")
-        if payload is not None and payload.value is None:
-            payload = None
-        run_after = jsontext.get_int(members, "run_after", 0, MAX_RUN_AFTER) or 0
-        max_retries = jsontext.get_int(members, "max_retries", 0, 1000000) or 0
-        retry_delay = jsontext.get_int(members, "retry_delay", 0, 31536000) or 0
-        timeout = jsontext.get_int(members, "timeout", 0, 86400) or 0
-        jsontext.get_string(members, "category")
-        if not url:
-            raise InvalidInput("Missing field: url")
-        if not validate.is_valid_url(url):
-            raise InvalidInput("Invalid url: must be an absolute http or https URL")
-        job = NewJob(
-            category=job_category, url=url, payload=jsontext.stored_payload(payload),
-            run_after=run_after, max_retries=max_retries, retry_delay=retry_delay,
-            timeout=timeout,
-        )
-        return job, jsontext.payload_echo(payload)
 
     def _body(self, request: IRequest) -> dict[str, jsontext.Member]:
         return jsontext.parse_object(_read(request))
@@ -508,3 +529,63 @@ def _read(request: IRequest) -> bytes:
     content = request.content
     body: bytes = content.read() if content is not None else b""
     return body
+
+
+def _answer(accepted: Accepted, job: NewJob, echo: jsontext.RawJSON | None) -> bytes:
+    """A push's answer; the first push's for a duplicate (docs/api.md, Idempotent pushes)."""
+    first = accepted.duplicate
+    if first is not None and first.unique is not None:
+        return push_answer(accepted.job.id, accepted.queue_name, first,
+                           first.unique.answer_payload)
+    return push_answer(accepted.job.id, accepted.queue_name, job,
+                       "null" if echo is None else echo.text)
+
+
+def _idempotency_key(request: IRequest) -> str | None:
+    """The ``Idempotency-Key`` header's value, checked as a ``unique_key``."""
+    values = request.requestHeaders.getRawHeaders(IDEMPOTENCY_KEY)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidInput("Invalid Idempotency-Key header: given more than once")
+    try:
+        key: str = values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        key = ""
+    if not is_valid_unique_key(key):
+        raise InvalidInput("Invalid Idempotency-Key header: must be 1 to 255 bytes of UTF-8")
+    return key
+
+
+def _new_job(
+    members: dict[str, jsontext.Member], job_category: str, header_key: str | None
+) -> tuple[NewJob, jsontext.RawJSON | None]:
+    """A job of a push (docs/api.md, POST /job), and its payload as the answer shows it."""
+    url = jsontext.get_string(members, "url")
+    payload = members.get("payload")
+    if payload is not None and payload.value is None:
+        payload = None
+    run_after = jsontext.get_int(members, "run_after", 0, MAX_RUN_AFTER) or 0
+    max_retries = jsontext.get_int(members, "max_retries", 0, 1000000) or 0
+    retry_delay = jsontext.get_int(members, "retry_delay", 0, 31536000) or 0
+    timeout = jsontext.get_int(members, "timeout", 0, 86400) or 0
+    jsontext.get_string(members, "category")
+    key = jsontext.get_string(members, "unique_key")
+    if not url:
+        raise InvalidInput("Missing field: url")
+    if not validate.is_valid_url(url):
+        raise InvalidInput("Invalid url: must be an absolute http or https URL")
+    if key is not None and not is_valid_unique_key(key):
+        raise InvalidInput("Field 'unique_key' must be a string of 1 to 255 bytes of UTF-8")
+    if header_key is not None:
+        if key is not None and key != header_key:
+            raise InvalidInput("Field 'unique_key' and the Idempotency-Key header differ")
+        key = header_key
+    echo = jsontext.payload_echo(payload)
+    job = NewJob(
+        category=job_category, url=url, payload=jsontext.stored_payload(payload),
+        run_after=run_after, max_retries=max_retries, retry_delay=retry_delay,
+        timeout=timeout,
+        unique=None if key is None else UniqueKey(key, "null" if echo is None else echo.text),
+    )
+    return job, echo

@@ -7,7 +7,7 @@ from typing import Any
 from fireworq.cursor import encode_cursor
 from fireworq.dispatch.stats import QueueSnapshot
 from fireworq.jsontext import reread_payload
-from fireworq.model import FailedJob, Job, Page, QueueDefinition, Routing
+from fireworq.model import DEFAULT_UNIQUE_WINDOW, FailedJob, Job, Page, QueueDefinition, Routing
 from fireworq.times import format_ms
 
 
@@ -25,6 +25,8 @@ def queue_definition(definition: QueueDefinition) -> dict[str, Any]:
         rendered["failed_job_ttl"] = definition.failed_job_ttl
     if definition.failed_job_limit:
         rendered["failed_job_limit"] = definition.failed_job_limit
+    if definition.unique_window != DEFAULT_UNIQUE_WINDOW:
+        rendered["unique_window"] = definition.unique_window
     if definition.paused:
         rendered["paused"] = True
     return rendered

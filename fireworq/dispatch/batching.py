@@ -75,6 +75,10 @@ class TurnBatcher(Generic[Item, Result]):
 
     With a ``limit``, an item submitted while that many are held (waiting or being flushed)
     fails at once with ``overloaded()``.
+
+    With ``size``, an item counts as that many (a batch push of many jobs): towards
+    ``max_batch`` (a flush takes at least one item, however large) and towards ``limit``
+    (an item that would take the held count past it is refused).
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class TurnBatcher(Generic[Item, Result]):
         taken_by_flush: bool = False,
         limit: int | None = None,
         overloaded: Callable[[], BaseException] | None = None,
+        size: Callable[[Item], int] | None = None,
     ) -> None:
         self._clock = clock
         self._flush = flush
@@ -101,6 +106,7 @@ class TurnBatcher(Generic[Item, Result]):
         self._taken_by_flush = taken_by_flush
         self._limit = limit
         self._overloaded = overloaded
+        self._size = size
         self._pending: list[_Entry[Item, Result]] = []
         self._flushing: list[_Flush[Item, Result]] = []
         self._held = 0
@@ -108,12 +114,13 @@ class TurnBatcher(Generic[Item, Result]):
         self._watch: IDelayedCall | None = None
 
     def submit(self, item: Item) -> Deferred[Result]:
-        if self._limit is not None and self._held >= self._limit:
+        size = 1 if self._size is None else self._size(item)
+        if self._limit is not None and self._held + size > self._limit:
             assert self._overloaded is not None
             return fail(self._overloaded())
         waiter: Deferred[Result] = Deferred()
-        self._pending.append(_Entry(item, waiter, self._clock.seconds()))
-        self._held += 1
+        self._pending.append(_Entry(item, waiter, self._clock.seconds(), size))
+        self._held += size
         if self._timer is None and len(self._flushing) < self._concurrency:
             self._timer = self._clock.callLater(self._delay, self._start)
         if self._deadline is not None and self._watch is None:
@@ -132,8 +139,14 @@ class TurnBatcher(Generic[Item, Result]):
     def _start(self) -> None:
         self._timer = None
         while self._pending and len(self._flushing) < self._concurrency:
-            entries = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            count = total = 0
+            for entry in self._pending:
+                if count and total + entry.size > self._max_batch:
+                    break
+                count += 1
+                total += entry.size
+            entries = self._pending[:count]
+            del self._pending[:count]
             flush = _Flush(entries, Batch([entry.item for entry in entries]))
             self._flushing.append(flush)
             Deferred.fromCoroutine(self._run(flush))
@@ -164,7 +177,7 @@ class TurnBatcher(Generic[Item, Result]):
 
     def _done(self, flush: _Flush[Item, Result]) -> None:
         self._flushing.remove(flush)
-        self._held -= len(flush.entries)
+        self._held -= sum(entry.size for entry in flush.entries)
         if self._pending and self._timer is None:
             if self._delay:
                 self._timer = self._clock.callLater(0, self._start)
@@ -186,7 +199,7 @@ class TurnBatcher(Generic[Item, Result]):
             count += 1
         expired = [(entry, False) for entry in self._pending[:count]]
         del self._pending[:count]
-        self._held -= count
+        self._held -= sum(entry.size for entry, _ in expired)
         oldest = self._pending[0].submitted if self._pending else None
         for flush in self._flushing:
             for index, entry in enumerate(flush.entries):
@@ -218,6 +231,7 @@ class _Entry(Generic[Item, Result]):
     item: Item
     waiter: Deferred[Result]
     submitted: float
+    size: int = 1
 
 
 @attrs.define(eq=False)

@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from fireworq.dispatch.retention import FailureLogPruner
+from fireworq.dispatch.retention import FailureLogPruner, UniqueKeyPruner
 from fireworq.dispatch.stats import QueueSnapshot, QueueStats
 from fireworq.dispatch.throttle import TokenBucket
 from fireworq.errors import StoreUnavailable
@@ -107,6 +107,7 @@ class QueueDispatcher:
         self._in_flight: dict[Deferred[None], Job] = {}
         self._idle_waiters: list[Deferred[None]] = []
         self._pruner = FailureLogPruner(clock, store, stats, definition)
+        self._key_pruner = UniqueKeyPruner(clock, store, stats, definition)
 
     @property
     def table(self) -> str:
@@ -161,6 +162,7 @@ class QueueDispatcher:
         self._running = False
         self._stop_polling()
         self._pruner.stop()
+        self._key_pruner.stop()
         if self._grab_call is not None and self._grab_call.active():
             self._grab_call.cancel()
         self._grab_call = None
@@ -211,6 +213,7 @@ class QueueDispatcher:
         old, self.definition = self.definition, definition
         self._configure_throttle()
         self._pruner.configure(definition)
+        self._key_pruner.configure(definition)
         if self._running and old.polling_interval != definition.polling_interval:
             self._stop_polling()
             self._start_polling()
@@ -242,6 +245,7 @@ class QueueDispatcher:
         """Whether this node dispatches the queue; losing it stops grabbing at once."""
         self._active = active
         self._pruner.set_active(active)
+        self._key_pruner.set_active(active)
         if active:
             self.wake()
 

@@ -1,10 +1,11 @@
-"""Retention of one queue's failure log (``failed_job_ttl``, ``failed_job_limit``).
+"""Retention of one queue's failure log (``failed_job_ttl``, ``failed_job_limit``) and
+of its unique keys (``unique_window``).
 
 Run by the queue's dispatcher while this node is its active node, so that one node prunes
-each log. A pass removes what is too old, then what is beyond the limit (the oldest
-entries), in transactions of ``PRUNE_BATCH`` entries: no lock is held long enough to hold
-up pushes, completion writes or the API, and a pass stopped halfway leaves a consistent
-log.
+each queue. A pass removes what is too old (and, for the failure log, then what is beyond
+the limit: the oldest entries), in transactions of ``PRUNE_BATCH`` rows: no lock is held
+long enough to hold up pushes, completion writes or the API, and a pass stopped halfway
+leaves a consistent log.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ MIN_INTERVAL = 1.0
 LIMIT_DELAY = 1.0
 
 
-class FailureLogPruner:
+class Pruner:
+    """Passes of pruning while this node is the queue's active node and the definition
+    asks for them; a subclass says what a pass does and how often."""
+
+    #: What is pruned, for the log.
+    what = "the queue"
+
     def __init__(self, clock: IReactorTime, store: JobStore, stats: QueueStats,
                  definition: QueueDefinition) -> None:
         self._clock = clock
@@ -47,8 +54,7 @@ class FailureLogPruner:
 
     def configure(self, definition: QueueDefinition) -> None:
         old, self._definition = self._definition, definition
-        if (old.failed_job_ttl, old.failed_job_limit) != (
-                definition.failed_job_ttl, definition.failed_job_limit):
+        if self._settings(old) != self._settings(definition):
             self._schedule(0)
 
     def set_active(self, active: bool) -> None:
@@ -58,11 +64,6 @@ class FailureLogPruner:
         else:
             self._cancel_timer()
 
-    def failure_written(self) -> None:
-        """This node wrote a failure-log entry of the queue."""
-        if self._definition.failed_job_limit:
-            self._schedule(LIMIT_DELAY)
-
     def stop(self) -> None:
         """No pass any more; one in progress is abandoned between two transactions."""
         self._running = False
@@ -71,11 +72,20 @@ class FailureLogPruner:
             self._pass.cancel()
 
     def _wanted(self) -> bool:
-        return self._running and self._active and self._definition.has_retention
+        return self._running and self._active and self._asked(self._definition)
+
+    def _settings(self, definition: QueueDefinition) -> object:
+        """The members that shape the passes: a change starts one at once."""
+        raise NotImplementedError
+
+    def _asked(self, definition: QueueDefinition) -> bool:
+        return True
 
     def _interval(self) -> float:
-        ttl = self._definition.failed_job_ttl
-        return min(MAX_INTERVAL, max(MIN_INTERVAL, float(ttl))) if ttl else MAX_INTERVAL
+        return MAX_INTERVAL
+
+    async def _prune(self) -> None:
+        raise NotImplementedError
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -107,15 +117,34 @@ class FailureLogPruner:
         if failure.check(CancelledError):
             return
         if failure.check(StoreUnavailable):
-            log.warn("Cannot prune the failure log of queue {queue}: {reason}", queue=queue,
-                     reason=failure.value.reason)  # type: ignore[union-attr]
+            log.warn("Cannot prune {what} of queue {queue}: {reason}", what=self.what,
+                     queue=queue, reason=failure.value.reason)  # type: ignore[union-attr]
         else:
-            log.failure("Pruning the failure log of queue {queue} failed", failure,
+            log.failure("Pruning {what} of queue {queue} failed", failure, what=self.what,
                         queue=queue)
 
     def _pass_ended(self, _: object) -> None:
         self._pass = None
         self._schedule(LIMIT_DELAY if self._again else self._interval())
+
+
+class FailureLogPruner(Pruner):
+    what = "the failure log"
+
+    def failure_written(self) -> None:
+        """This node wrote a failure-log entry of the queue."""
+        if self._definition.failed_job_limit:
+            self._schedule(LIMIT_DELAY)
+
+    def _settings(self, definition: QueueDefinition) -> object:
+        return definition.failed_job_ttl, definition.failed_job_limit
+
+    def _asked(self, definition: QueueDefinition) -> bool:
+        return definition.has_retention
+
+    def _interval(self) -> float:
+        ttl = self._definition.failed_job_ttl
+        return min(MAX_INTERVAL, max(MIN_INTERVAL, float(ttl))) if ttl else MAX_INTERVAL
 
     async def _prune(self) -> None:
         definition = self._definition
@@ -135,5 +164,28 @@ class FailureLogPruner:
         while self._wanted():
             removed = await self._store.delete_failed_matching(table, selection, PRUNE_BATCH)
             self._stats.failures_pruned += removed
+            if removed < PRUNE_BATCH:
+                return
+
+
+class UniqueKeyPruner(Pruner):
+    """Forgets the unique keys older than the queue's ``unique_window`` (all of them at
+    window 0): at most one window and ``MAX_INTERVAL`` late. Always asked for: keys may
+    have been stored by any node, at any earlier window."""
+
+    what = "the unique keys"
+
+    def _settings(self, definition: QueueDefinition) -> object:
+        return definition.unique_window
+
+    def _interval(self) -> float:
+        return min(MAX_INTERVAL, max(MIN_INTERVAL, float(self._definition.unique_window)))
+
+    async def _prune(self) -> None:
+        while self._wanted():
+            definition = self._definition
+            removed = await self._store.prune_unique_keys(
+                definition.table, definition.unique_window, PRUNE_BATCH)
+            self._stats.unique_keys_pruned += removed
             if removed < PRUNE_BATCH:
                 return

@@ -112,6 +112,10 @@ class QueueSnapshot:
     paused: bool = False
     #: Failure-log entries removed by retention.
     failures_pruned: int = 0
+    #: Unique keys forgotten after the queue's ``unique_window``.
+    unique_keys_pruned: int = 0
+    #: Pushes answered as duplicates of an earlier push with their unique key.
+    duplicate_pushes: int = 0
 
 
 class QueueStats:
@@ -127,6 +131,8 @@ class QueueStats:
         self.total_elapsed = 0
         self.worker_failure_outcomes = 0  # finished by the worker's permanent-failure
         self.failures_pruned = 0  # failure-log entries removed by retention
+        self.unique_keys_pruned = 0  # unique keys older than the window, forgotten
+        self.duplicate_pushes = 0  # pushes that found their unique key: nothing stored
         self.pushes = RateWindow(clock)
         self.pops = RateWindow(clock)
         self.delivery_seconds = Histogram(DELIVERY_BUCKETS)
@@ -166,4 +172,6 @@ class QueueStats:
             latency_seconds=self.latency_seconds.snapshot(),
             paused=paused,
             failures_pruned=self.failures_pruned,
+            unique_keys_pruned=self.unique_keys_pruned,
+            duplicate_pushes=self.duplicate_pushes,
         )

@@ -8,17 +8,19 @@ What Fireworq does not have lives in tables of our own (prefix ``fireworqpy_``),
 Fireworq's tables keep their shape: our queue members and the paused flag
 (``fireworqpy_queue``, with its change counter in ``fireworqpy_config_revision``, which
 Fireworq nodes do not watch), and the push settings of each failure-log entry we write
-(``fireworqpy_fail(<part>)``), which retrying it needs.
+(``fireworqpy_fail(<part>)``), which retrying it needs, and the unique keys of
+idempotent pushes (``fireworqpy_uniq(<part>)``).
 """
 
 from __future__ import annotations
 
-from typing import Collection, Protocol, Sequence, TypeVar
+from typing import Any, Collection, Protocol, Sequence
 
 from fireworq.errors import NotStored
 from fireworq.model import (
     Completion,
     Cursor,
+    DuplicateJob,
     FailedFilter,
     FailedJob,
     FailedOrder,
@@ -40,9 +42,6 @@ from fireworq.model import (
 COUNT_LIMIT = 10_000
 
 
-Answer = TypeVar("Answer")
-
-
 class Handover(Protocol):
     """The jobs of a push batch on their way to the store, which the pusher may still call
     back (their deadline passed: their pushes were answered "not stored")."""
@@ -58,7 +57,7 @@ def handed_over(count: int, handover: Handover | None) -> Sequence[int]:
     return range(count) if handover is None else handover.take()
 
 
-def not_sent(count: int) -> list[Answer | NotStored]:
+def not_sent(count: int) -> list[Any]:
     """The answers of a push before any job is stored."""
     return [NotStored("called back before it was sent")] * count
 
@@ -109,12 +108,24 @@ class JobStore(Protocol):
         ...
 
     async def push(
-        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
-    ) -> list[PushedJob | NotStored]:
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None,
+        groups: Sequence[int] | None = None,
+    ) -> list[PushedJob | DuplicateJob | NotStored]:
         """Store the jobs in one transaction; answer only once it is committed, one answer
         per job in order: the job as stored, or why it was not (``JobTooLarge``: more than
         the store takes in one statement; the others are stored). With a ``handover`` only
-        the jobs it hands over are stored, the others are answered ``NotStored``."""
+        the jobs it hands over are stored, the others are answered ``NotStored``.
+
+        ``groups`` numbers the request each job came with (one number per job; without
+        it each job is a request of its own): the jobs of one request are stored all or
+        none, so a job that cannot be stored fails every job of its request with its
+        error. A handover hands over whole requests.
+
+        A job with a ``unique`` key (and a window) that its table stored less than that
+        window ago, by the store's clock, earlier or in this very call, is not stored: it
+        is answered ``DuplicateJob`` with the first push's job and answer. A key is
+        claimed in the transaction that stores its job, so two pushes with one key, from
+        any nodes at once, store one job."""
         ...
 
     async def due_tables(self, tables: Sequence[str]) -> set[str]:
@@ -167,6 +178,11 @@ class JobStore(Protocol):
     ) -> int:
         """Remove up to ``limit`` matching entries, oldest failure first, in one
         transaction; how many were removed."""
+        ...
+
+    async def prune_unique_keys(self, table: str, window: int, limit: int) -> int:
+        """Forget up to ``limit`` of the table's unique keys stored ``window`` seconds ago
+        or earlier (store clock), in one transaction; how many were forgotten."""
         ...
 
     async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:

@@ -18,6 +18,7 @@ from fireworq.model import (
     Completion,
     CompletionKind,
     Cursor,
+    DuplicateJob,
     FailedFilter,
     FailedJob,
     FailedOrder,
@@ -52,6 +53,9 @@ class _Table:
     #: The push settings of each failure-log entry (``fireworqpy_fail`` of the SQL drivers).
     retry_settings: dict[int, RetrySettings] = attrs.Factory(dict)
     next_failure_id: int = 1
+    #: Unique keys of pushes (``fireworqpy_uniq`` of the SQL drivers): the first push's
+    #: job and answer, by key; stored at the answer's ``created_at``.
+    unique: dict[str, DuplicateJob] = attrs.Factory(dict)
 
 
 def keyset_page(
@@ -168,13 +172,21 @@ class MemoryStore:
         self._table(table)
 
     async def push(
-        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
-    ) -> list[PushedJob | NotStored]:
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None,
+        groups: Sequence[int] | None = None,
+    ) -> list[PushedJob | DuplicateJob | NotStored]:
+        # Every job can be stored here: ``groups`` never has to fail a request.
         now = self._now()
-        pushed: list[PushedJob | NotStored] = not_sent(len(jobs))
+        pushed: list[PushedJob | DuplicateJob | NotStored] = not_sent(len(jobs))
         for index in handed_over(len(jobs), handover):
             table_name, new = jobs[index]
             table = self._table(table_name)
+            unique = new.unique
+            if unique is not None and unique.window:
+                seen = table.unique.get(unique.key)
+                if seen is not None and seen.pushed.created_at > now - unique.window * 1000:
+                    pushed[index] = seen
+                    continue
             job = Job(
                 id=table.next_id, category=new.category, url=new.url, payload=new.payload,
                 status=JobStatus.CLAIMED, created_at=now, next_try=now + new.run_after * 1000,
@@ -184,8 +196,19 @@ class MemoryStore:
             table.next_id += 1
             table.jobs[job.id] = job
             heapq.heappush(table.due_heap, (job.next_try, job.id))
-            pushed[index] = PushedJob(job.id, job.created_at, job.next_try)
+            stored = pushed[index] = PushedJob(job.id, job.created_at, job.next_try)
+            if unique is not None and unique.window:
+                table.unique[unique.key] = DuplicateJob(stored, new)
         return pushed
+
+    async def prune_unique_keys(self, table_name: str, window: int, limit: int) -> int:
+        table = self._table(table_name)
+        cutoff = self._now() - window * 1000
+        old = [key for key, seen in table.unique.items()
+               if seen.pushed.created_at <= cutoff][:limit]
+        for key in old:
+            del table.unique[key]
+        return len(old)
 
     def _claimed_at(self, table: _Table, entry: tuple[int, int]) -> Job | None:
         job = table.jobs.get(entry[1])

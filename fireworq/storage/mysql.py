@@ -27,6 +27,7 @@ from fireworq.errors import JobTooLarge, NotStored, OutcomeUnknown, StoreUnavail
 from fireworq.model import (
     Completion,
     Cursor,
+    DuplicateJob,
     FailedFilter,
     FailedJob,
     FailedOrder,
@@ -74,6 +75,9 @@ from fireworq.storage.sqlcommon import (
     selection_condition,
     settings_table,
     text,
+    UNIQUE_COLUMNS,
+    duplicate_from_row,
+    unique_table,
     with_stored_members,
 )
 
@@ -123,6 +127,25 @@ _SETTINGS_TABLE_SCHEMA = (
     " `retry_delay` INT UNSIGNED NOT NULL,"
     " `timeout` INT UNSIGNED NOT NULL,"
     " PRIMARY KEY (`failure_id`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary"
+)
+
+# Unique keys of pushes (sqlcommon.unique_table); the primary key is what makes two pushes
+# with one key, on any nodes, store one job.
+_UNIQUE_TABLE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {unique} ("
+    " `ukey` VARBINARY(255) NOT NULL,"
+    " `job_id` BIGINT UNSIGNED NOT NULL,"
+    " `created_at` BIGINT UNSIGNED NOT NULL,"
+    " `category` VARCHAR(255) NOT NULL,"
+    " `url` BLOB,"
+    " `answer_payload` LONGBLOB,"
+    " `run_after` INT UNSIGNED NOT NULL,"
+    " `timeout` INT UNSIGNED NOT NULL,"
+    " `retry_delay` INT UNSIGNED NOT NULL,"
+    " `max_retries` INT UNSIGNED NOT NULL,"
+    " PRIMARY KEY (`ukey`),"
+    " KEY `creation_order` (`created_at`)"
     ") ENGINE=InnoDB DEFAULT CHARSET=binary"
 )
 
@@ -306,13 +329,14 @@ class MySQLStore:
             self._prepared.add(table)
 
     async def push(
-        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
-    ) -> list[PushedJob | NotStored]:
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None,
+        groups: Sequence[int] | None = None,
+    ) -> list[PushedJob | DuplicateJob | NotStored]:
         now = int(self._clock.seconds() * 1000)
         sending = _Sending()
         try:
             answers = await self._pools()[1].run(
-                "push", _push, jobs, handover, sending, transaction=False)
+                "push", _push, jobs, handover, sending, False, groups, transaction=False)
         except StoreUnavailable as e:
             # Lost after the INSERT went out: the server may have committed it.
             if sending.started and e.__cause__ is not None and is_connection_error(e.__cause__):
@@ -382,6 +406,10 @@ class MySQLStore:
     ) -> int:
         return await self._pools()[1].run("delete failed", _delete_failed_matching, table,
                                           selection, limit)
+
+    async def prune_unique_keys(self, table: str, window: int, limit: int) -> int:
+        return await self._pools()[1].run("prune unique keys", _prune_unique_keys, table,
+                                          window, limit, transaction=False)
 
     async def failed_cutoff(self, table: str, keep: int) -> Cursor | None:
         return await self._pools()[1].run("find failure cutoff", failed_cutoff, table, keep,
@@ -553,8 +581,8 @@ def _create_repository(txn: Txn) -> None:
 
 def _create_job_tables(txn: Txn, part: str) -> None:
     names = {"jobs": job_table(part), "failures": failure_table(part),
-             "settings": settings_table(part)}
-    for statement in (*_JOB_TABLE_SCHEMA, _SETTINGS_TABLE_SCHEMA):
+             "settings": settings_table(part), "unique": unique_table(part)}
+    for statement in (*_JOB_TABLE_SCHEMA, _SETTINGS_TABLE_SCHEMA, _UNIQUE_TABLE_SCHEMA):
         txn.execute(statement.format(**names))
     txn.execute(
         "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
@@ -772,43 +800,65 @@ class _Sending:
 
 def _push(
     txn: Txn, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None, sending: _Sending,
-    in_transaction: bool = False,
-) -> list[int | NotStored]:
+    in_transaction: bool = False, groups: Sequence[int] | None = None,
+) -> list[int | DuplicateJob | NotStored]:
     """Insert the jobs; ``in_transaction`` when the caller's transaction is open (a BEGIN
     would commit it)."""
     limits: SessionLimits = txn.connection.fireworq_limits
-    answers: list[int | NotStored] = not_sent(len(jobs))
+    answers: list[int | DuplicateJob | NotStored] = not_sent(len(jobs))
+    handed = list(handed_over(len(jobs), handover))
+    too_large: dict[int, JobTooLarge] = {}  # by request (``groups``), or by job
+    rows: dict[int, str] = {}
+    keyed: dict[int, _UniqueRow] = {}
+    for index in handed:
+        part, job = jobs[index]
+        request = index if groups is None else groups[index]
+        room = limits.max_packet - _PACKET_OVERHEAD - len(_insert_prefix(part))
+        row = rows[index] = _row(job)
+        if job.unique is not None and job.unique.window:
+            unique = keyed[index] = _UniqueRow.of(job)
+            # Its INSERT, an UPDATE at most, says as much again: the longer one counts.
+            needed = max(len(row), unique.size + len(_UNIQUE_UPDATE) + 64)
+        else:
+            needed = len(row)
+        if needed > room and request not in too_large:
+            too_large[request] = JobTooLarge(
+                "Job too large for the store: its INSERT statement needs %d bytes, the"
+                " MySQL server's max_allowed_packet is %d"
+                % (limits.max_packet - room + needed, limits.max_packet))
+    if too_large:
+        for index in handed:
+            error = too_large.get(index if groups is None else groups[index])
+            if error is not None:
+                answers[index] = error
+        handed = [index for index in handed if not isinstance(answers[index], JobTooLarge)]
     by_table: dict[str, list[int]] = {}
-    for index in handed_over(len(jobs), handover):
+    for index in handed:
         by_table.setdefault(jobs[index][0], []).append(index)
     statements: list[tuple[str, list[int]]] = []
     for part, indexes in by_table.items():
-        insert = "INSERT INTO %s %s VALUES " % (job_table(part), _INSERT_COLUMNS)
+        insert = _insert_prefix(part)
         room = limits.max_packet - _PACKET_OVERHEAD - len(insert)
-        rows: list[str] = []
+        chunk_rows: list[str] = []
         chunk: list[int] = []
         size = 0
         for index in indexes:
-            row = _row(jobs[index][1])
-            if len(row) > room:
-                answers[index] = JobTooLarge(
-                    "Job too large for the store: its INSERT statement needs %d bytes, the"
-                    " MySQL server's max_allowed_packet is %d"
-                    % (len(insert) + len(row) + _PACKET_OVERHEAD, limits.max_packet))
-                continue
+            row = rows[index]
             # Where a multi-row INSERT gets consecutive ids, one per table, split only to
             # stay under the server's limit; otherwise one per job, to read each id.
-            if rows and (not limits.consecutive or size + 1 + len(row) > room):
-                statements.append((insert + ",".join(rows), chunk))
-                rows, chunk, size = [], [], 0
-            size += len(row) + (1 if rows else 0)
-            rows.append(row)
+            if chunk_rows and (not limits.consecutive or size + 1 + len(row) > room):
+                statements.append((insert + ",".join(chunk_rows), chunk))
+                chunk_rows, chunk, size = [], [], 0
+            size += len(row) + (1 if chunk_rows else 0)
+            chunk_rows.append(row)
             chunk.append(index)
-        if rows:
-            statements.append((insert + ",".join(rows), chunk))
+        if chunk_rows:
+            statements.append((insert + ",".join(chunk_rows), chunk))
     if not statements:
         return answers
-    several = len(statements) > 1 and not in_transaction
+    # Several statements (or keys to claim) are one transaction: a request is stored
+    # whole or not at all, however its INSERTs were split.
+    several = (len(statements) > 1 or bool(keyed)) and not in_transaction
     if several:
         txn.connection.begin()
     sending.started = True
@@ -817,9 +867,135 @@ def _push(
         first = int(txn.lastrowid)
         for offset, index in enumerate(chunk):
             answers[index] = first + offset * limits.increment
+    if keyed:
+        _claim_keys(txn, jobs, answers, keyed, limits)
     if several:
         txn.connection.commit()
     return answers
+
+
+def _insert_prefix(part: str) -> str:
+    return "INSERT INTO %s %s VALUES " % (job_table(part), _INSERT_COLUMNS)
+
+
+_UNIQUE_UPDATE = (
+    " ON DUPLICATE KEY UPDATE job_id = VALUES(job_id), created_at = VALUES(created_at),"
+    " category = VALUES(category), url = VALUES(url), answer_payload = VALUES(answer_payload),"
+    " run_after = VALUES(run_after), timeout = VALUES(timeout),"
+    " retry_delay = VALUES(retry_delay), max_retries = VALUES(max_retries)"
+)
+
+
+@attrs.frozen
+class _UniqueRow:
+    """A unique key's row as literals, but for the job id, known once the job is in."""
+
+    key: str  # hex
+    head: str
+    tail: str
+    window: int
+
+    @classmethod
+    def of(cls, job: NewJob) -> _UniqueRow:
+        assert job.unique is not None
+        key = job.unique.key.encode("utf-8").hex()
+        tail = ", %s, X'%s', X'%s', X'%s', %d, %d, %d, %d)" % (
+            NOW_MS, job.category.encode("utf-8").hex(), job.url.encode("utf-8").hex(),
+            job.unique.answer_payload.encode("utf-8").hex(), job.run_after, job.timeout,
+            job.retry_delay, job.max_retries)
+        return cls(key, "(X'%s', " % key, tail, job.unique.window)
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + 20 + len(self.tail)
+
+    def values(self, job_id: int) -> str:
+        return "%s%d%s" % (self.head, job_id, self.tail)
+
+
+def _claim_keys(
+    txn: Txn, jobs: Sequence[tuple[str, NewJob]], answers: list[int | DuplicateJob | NotStored],
+    keyed: Mapping[int, _UniqueRow], limits: SessionLimits,
+) -> None:
+    """Claim the keys of the keyed jobs just inserted: a job whose key its table holds
+    from an earlier push within the window (committed elsewhere, or earlier in this call)
+    is a duplicate: its row is deleted again and it answers ``DuplicateJob``.
+
+    INSERT IGNORE claims free keys and, for a key another transaction is claiming, waits
+    for that one to end (the primary key's duplicate check); the shared-mode read that
+    follows then sees every key's row as committed. Keys go in sorted order, so that two
+    pushes wait for each other in one direction only."""
+    by_table: dict[str, list[int]] = {}
+    for index in keyed:
+        if isinstance(answers[index], int):
+            by_table.setdefault(jobs[index][0], []).append(index)
+    deleted: dict[str, list[int]] = {}
+    for part, indexes in sorted(by_table.items()):
+        table = unique_table(part)
+        indexes.sort(key=lambda index: keyed[index].key)  # stable: the first push wins
+        prefix = "INSERT IGNORE INTO %s (%s) VALUES " % (table, UNIQUE_COLUMNS)
+        for chunk in _chunks(prefix, [keyed[i].values(int(answers[i])) for i in indexes],  # type: ignore[arg-type]
+                             "", limits):
+            txn.execute(chunk)
+        keys = sorted({keyed[index].key for index in indexes})
+        found: dict[str, tuple[Any, ...]] = {}
+        now = 0
+        select = "SELECT %s, %s FROM %s WHERE ukey IN (" % (UNIQUE_COLUMNS, NOW_MS, table)
+        for chunk in _chunks(select, ["X'%s'" % key for key in keys], ") LOCK IN SHARE MODE",
+                             limits):
+            txn.execute(chunk)
+            for row in txn.fetchall():
+                found[bytes(row[0]).hex()] = tuple(row[:-1])
+                now = int(row[-1])
+        for index in sorted(indexes):
+            unique = keyed[index]
+            job_id = answers[index]
+            assert isinstance(job_id, int)
+            row = found.get(unique.key)
+            if row is not None and int(row[1]) == job_id:
+                continue  # claimed
+            if row is None or int(row[2]) <= now - unique.window * 1000:
+                # Forgotten meanwhile, or older than the window and not pruned yet: ours.
+                txn.execute("INSERT INTO %s (%s) VALUES %s%s" % (
+                    table, UNIQUE_COLUMNS, unique.values(job_id), _UNIQUE_UPDATE))
+                found[unique.key] = (bytes.fromhex(unique.key), job_id, now, *_tail_values(jobs[index][1]))
+                continue
+            answers[index] = duplicate_from_row(row)
+            deleted.setdefault(part, []).append(job_id)
+    for part, ids in deleted.items():
+        txn.execute("DELETE FROM %s WHERE job_id IN (%s)"
+                    % (job_table(part), ",".join("%d" % job_id for job_id in ids)))
+
+
+def _tail_values(job: NewJob) -> tuple[Any, ...]:
+    assert job.unique is not None
+    return (job.category.encode("utf-8"), job.url.encode("utf-8"),
+            job.unique.answer_payload.encode("utf-8"), job.run_after, job.timeout,
+            job.retry_delay, job.max_retries)
+
+
+def _chunks(prefix: str, items: Sequence[str], suffix: str, limits: SessionLimits
+            ) -> list[str]:
+    """Statements ``prefix item,item,... suffix`` within the server's packet limit."""
+    room = limits.max_packet - _PACKET_OVERHEAD - len(prefix) - len(suffix)
+    statements: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for item in items:
+        if chunk and size + 1 + len(item) > room:
+            statements.append(prefix + ",".join(chunk) + suffix)
+            chunk, size = [], 0
+        size += len(item) + (1 if chunk else 0)
+        chunk.append(item)
+    if chunk:
+        statements.append(prefix + ",".join(chunk) + suffix)
+    return statements
+
+
+def _prune_unique_keys(txn: Txn, part: str, window: int, limit: int) -> int:
+    txn.execute("DELETE FROM %s WHERE created_at <= %s - %d ORDER BY created_at LIMIT %d"
+                % (unique_table(part), NOW_MS, window * 1000, limit))
+    return int(txn.rowcount)
 
 
 def _due_tables(txn: Txn, parts: Sequence[str]) -> set[str]:
@@ -1016,8 +1192,9 @@ def _retry_failed(txn: Txn, part: str, selection: FailedFilter, limit: int, run_
     ids = []
     for answer in _push(txn, [(part, job) for _, job in taken], None, _Sending(),
                         in_transaction=True):
-        if not isinstance(answer, int):
+        if isinstance(answer, NotStored):
             raise answer  # the entry stays: the whole transaction is rolled back
+        assert isinstance(answer, int)  # retried jobs have no unique key
         ids.append(answer)
     _delete_failures(txn, part, [failure_id for failure_id, _ in taken])
     return [RetriedJob(failure_id, job, PushedJob(job_id, now, now + run_after * 1000))

@@ -15,6 +15,7 @@ from fireworq.model import (
     Completion,
     CompletionKind,
     Cursor,
+    DuplicateJob,
     FailedFilter,
     FailedJob,
     InFlight,
@@ -23,8 +24,10 @@ from fireworq.model import (
     JobStatus,
     NewJob,
     Page,
+    PushedJob,
     QueueDefinition,
     RetrySettings,
+    UniqueKey,
     WorkerResult,
     own_members,
     with_own_members,
@@ -69,6 +72,41 @@ def settings_table(part: str) -> str:
     Per-queue tables of ours are named ``fireworqpy_<word>(<part>)``: a word of at most five
     letters keeps the name within MySQL's 64 characters for a 46-character queue name."""
     return "`fireworqpy_fail(%s)`" % part
+
+
+def unique_table(part: str) -> str:
+    """Our table of the unique keys of pushes: one row per key, with the first push's
+    job id and what its answer needs besides (``UNIQUE_COLUMNS``)."""
+    return "`fireworqpy_uniq(%s)`" % part
+
+
+#: Columns of a unique key's row, in the order ``duplicate_from_row`` reads them.
+UNIQUE_COLUMNS = (
+    "ukey, job_id, created_at, category, url, answer_payload, run_after, timeout,"
+    " retry_delay, max_retries"
+)
+
+
+def unique_values(job: NewJob, job_id: int) -> tuple[Any, ...]:
+    """The values of ``UNIQUE_COLUMNS`` but ``created_at`` for a keyed job just stored."""
+    assert job.unique is not None
+    return (job.unique.key.encode("utf-8"), job_id, job.category.encode("utf-8"),
+            job.url.encode("utf-8"), job.unique.answer_payload.encode("utf-8"),
+            job.run_after, job.timeout, job.retry_delay, job.max_retries)
+
+
+def duplicate_from_row(row: Sequence[Any]) -> DuplicateJob:
+    """A push's answer read back from its unique key's row (``UNIQUE_COLUMNS``). The
+    stored payload is not kept (``payload`` is empty): the answer's is."""
+    (key, job_id, created_at, category, url, answer_payload, run_after, timeout,
+     retry_delay, max_retries) = row
+    job = NewJob(
+        category=text(category), url=text(url), payload=b"", run_after=int(run_after),
+        max_retries=int(max_retries), retry_delay=int(retry_delay), timeout=int(timeout),
+        unique=UniqueKey(text(key), text(answer_payload)),
+    )
+    created = int(created_at)
+    return DuplicateJob(PushedJob(int(job_id), created, created + job.run_after * 1000), job)
 
 
 def failed_with_settings(part: str) -> str:

@@ -20,6 +20,7 @@ from fireworq.errors import NotStored, StoreUnavailable
 from fireworq.model import (
     Completion,
     Cursor,
+    DuplicateJob,
     FailedFilter,
     FailedJob,
     FailedOrder,
@@ -60,6 +61,10 @@ from fireworq.storage.sqlcommon import (
     page_of,
     selection_condition,
     settings_table,
+    UNIQUE_COLUMNS,
+    duplicate_from_row,
+    unique_table,
+    unique_values,
     with_stored_members,
 )
 
@@ -101,6 +106,12 @@ _JOB_TABLE_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS {settings} ("
     " failure_id INTEGER NOT NULL PRIMARY KEY, job_id INTEGER NOT NULL,"
     " max_retries INTEGER NOT NULL, retry_delay INTEGER NOT NULL, timeout INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {unique} ("
+    " ukey BLOB NOT NULL PRIMARY KEY, job_id INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    " category BLOB NOT NULL, url BLOB NOT NULL, answer_payload BLOB NOT NULL,"
+    " run_after INTEGER NOT NULL, timeout INTEGER NOT NULL, retry_delay INTEGER NOT NULL,"
+    " max_retries INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS {unique_index} ON {unique} (created_at)",
 )
 
 _MAX_INTEGER = 2**63 - 1
@@ -205,11 +216,17 @@ class SqliteStore:
             self._prepared.add(table)
 
     async def push(
-        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None
-    ) -> list[PushedJob | NotStored]:
+        self, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None = None,
+        groups: Sequence[int] | None = None,
+    ) -> list[PushedJob | DuplicateJob | NotStored]:
         # No size limit to mind: values are bound as parameters, and SQLite's own limit
         # (SQLITE_MAX_LENGTH, 1e9 bytes a value) is far above the largest request body.
+        # So every job can be stored: ``groups`` never has to fail a request.
         return await self._run("push", _push, jobs, handover, self._now())
+
+    async def prune_unique_keys(self, table: str, window: int, limit: int) -> int:
+        return await self._run("prune unique keys", _prune_unique_keys, table,
+                               self._now() - window * 1000, limit)
 
     async def due_tables(self, tables: Sequence[str]) -> set[str]:
         return await self._run("due check", _due_tables, tables, self._now())
@@ -300,6 +317,8 @@ def _create_job_tables(txn: Cursor_, part: str) -> None:
         "jobs": job_table(part),
         "failures": failure_table(part),
         "settings": settings_table(part),
+        "unique": unique_table(part),
+        "unique_index": "`fireworqpy_uniq(%s)_created`" % part,
         "grab_index": "`fireworq_jq(%s)_grab`" % part,
         "created_index": "`fireworq_jq_fail(%s)_created`" % part,
         "failed_index": "`fireworq_jq_fail(%s)_failed`" % part,
@@ -452,12 +471,36 @@ def _revisions(txn: Cursor_) -> tuple[int, int, int]:
 
 def _push(
     txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], handover: Handover | None, now: int
-) -> list[PushedJob | NotStored]:
+) -> list[PushedJob | DuplicateJob | NotStored]:
     txn.execute("BEGIN IMMEDIATE")  # may wait for another process (busy_timeout)
-    pushed: list[PushedJob | NotStored] = not_sent(len(jobs))
+    pushed: list[PushedJob | DuplicateJob | NotStored] = not_sent(len(jobs))
     for index in handed_over(len(jobs), handover):
-        pushed[index] = _insert_job(txn, *jobs[index], now)
+        part, job = jobs[index]
+        unique = job.unique
+        if unique is None or not unique.window:
+            pushed[index] = _insert_job(txn, part, job, now)
+            continue
+        # The write lock (BEGIN IMMEDIATE) is held: no other push reads the key meanwhile.
+        txn.execute("SELECT %s FROM %s WHERE ukey = ? AND created_at > ?"
+                    % (UNIQUE_COLUMNS, unique_table(part)),
+                    (unique.key.encode("utf-8"), now - unique.window * 1000))
+        row = txn.fetchone()
+        if row is not None:
+            pushed[index] = duplicate_from_row(row)
+            continue
+        stored = pushed[index] = _insert_job(txn, part, job, now)
+        key, job_id, *rest = unique_values(job, stored.id)
+        txn.execute("INSERT OR REPLACE INTO %s (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    % (unique_table(part), UNIQUE_COLUMNS), (key, job_id, now, *rest))
     return pushed
+
+
+def _prune_unique_keys(txn: Cursor_, part: str, cutoff: int, limit: int) -> int:
+    txn.execute("BEGIN IMMEDIATE")
+    txn.execute("DELETE FROM %s WHERE ukey IN (SELECT ukey FROM %s WHERE created_at <= ?"
+                " ORDER BY created_at LIMIT ?)" % (unique_table(part), unique_table(part)),
+                (cutoff, limit))
+    return int(txn.rowcount)
 
 
 def _insert_jobs(txn: Cursor_, jobs: Sequence[tuple[str, NewJob]], now: int
