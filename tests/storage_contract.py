@@ -24,6 +24,7 @@ from fireworq.model import (
     Completion,
     CompletionKind,
     Cursor,
+    DuplicateJob,
     FailedFilter,
     FailedJob,
     FailedOrder,
@@ -37,6 +38,7 @@ from fireworq.model import (
     RetriedJob,
     Routing,
     StateCounts,
+    UniqueKey,
     WorkerResult,
 )
 from fireworq.errors import NotStored
@@ -95,6 +97,12 @@ def newJob(
         category=category, url=url, payload=payload, run_after=run_after,
         max_retries=max_retries, retry_delay=retry_delay, timeout=timeout,
     )
+
+
+def keyedJob(key: str, window: int = 60, n: int = 0, **changes: Any) -> NewJob:
+    """A job with a unique key, remembered ``window`` seconds; ``n`` tells jobs apart."""
+    return attrs.evolve(newJob(payload=b'{"n":%d}' % n, **changes),
+                        unique=UniqueKey(key, '{"n":%d}' % n, window))
 
 
 def queue(name: str, **changes: Any) -> QueueDefinition:
@@ -575,6 +583,125 @@ class StoreContractMixin(_Base):
         self.assertEqual([type(answer) for answer in answers], [NotStored, NotStored])
         self.assertEqual((await self.store.counts(["mail"]))["mail"], StateCounts())
         self.assertEqual((await self.pushOne("mail")).id, 1)
+
+    # -- Batch pushes and unique keys (docs/api.md, POST /jobs, Idempotent pushes) ------
+
+    async def allJobs(self, table: str) -> list[Job]:
+        page = await self.store.list_jobs(table, JobState.WAITING, True, None, 1000)
+        deferred = await self.store.list_jobs(table, JobState.DEFERRED, True, None, 1000)
+        return [*page.items, *deferred.items]
+
+    async def test_pushIsAtomic(self) -> None:
+        """When one job of a push cannot be inserted (its table is gone), none of the push
+        is stored: not the jobs of the other table, not the unique keys."""
+        await self.prepared("mail", "bulk")
+        await self.breakJobTable("bulk")
+        jobs = [("mail", keyedJob("k%d" % n, n=n)) for n in range(5)]
+        jobs.insert(3, ("bulk", newJob()))
+        with self.assertRaises(Exception):
+            await self.store.push(jobs, None, [0] * len(jobs))
+        self.assertEqual(await self.allJobs("mail"), [])
+        self.assertEqual(await self.store.prune_unique_keys("mail", 0, 100), 0)
+
+    async def test_pushGroupsHandover(self) -> None:
+        """With groups, a handover hands over whole requests: their jobs are stored, the
+        jobs of the others are answered ``NotStored``."""
+        await self.prepared("mail")
+        jobs = [("mail", newJob(payload=b"%d" % n)) for n in range(6)]
+        answers = await self.store.push(jobs, Taken([0, 3, 4, 5]), [0, 1, 1, 2, 2, 2])
+        self.assertEqual([type(answer) for answer in answers],
+                         [PushedJob, NotStored, NotStored, PushedJob, PushedJob, PushedJob])
+        self.assertEqual(sorted(job.payload for job in await self.allJobs("mail")),
+                         [b"0", b"3", b"4", b"5"])
+
+    async def test_uniqueKeyDuplicate(self) -> None:
+        """A second push with a key stores nothing and is answered the first push's job
+        and answer, even after the first job ran (was deleted); other keys, and the same
+        key in another table, are stored."""
+        await self.prepared("mail", "bulk")
+        self.advanceTo(START + 3)
+        first = await self.pushOne("mail", keyedJob("order-1", n=1, run_after=5, timeout=7))
+        assert isinstance(first, PushedJob)
+        await self.store.delete_job("mail", first.id)
+        self.advanceTo(START + 50)
+        again = await self.pushOne("mail", keyedJob("order-1", n=2, max_retries=9))
+        self.assertEqual(again, DuplicateJob(first, attrs.evolve(
+            keyedJob("order-1", n=1, run_after=5, timeout=7), payload=b"",
+            unique=UniqueKey("order-1", '{"n":1}'))))
+        other = await self.store.push([("mail", keyedJob("order-2", n=3)),
+                                       ("bulk", keyedJob("order-1", n=4))])
+        self.assertEqual([type(answer) for answer in other], [PushedJob, PushedJob])
+        self.assertEqual([job.payload for job in await self.allJobs("mail")], [b'{"n":3}'])
+
+    async def test_uniqueKeyInOnePush(self) -> None:
+        """Two jobs with one key in one push: the first is stored, the second is its
+        duplicate; jobs without a key or with a window of 0 are always stored."""
+        await self.prepared("mail")
+        answers = await self.store.push([
+            ("mail", keyedJob("k", n=1)), ("mail", newJob()), ("mail", keyedJob("k", n=2)),
+            ("mail", keyedJob("z", window=0, n=3)), ("mail", keyedJob("z", window=0, n=4)),
+        ])
+        first = answers[0]
+        assert isinstance(first, PushedJob)
+        duplicate = answers[2]
+        assert isinstance(duplicate, DuplicateJob), duplicate
+        self.assertEqual(duplicate.pushed, first)
+        self.assertEqual([type(answer) for answer in answers[3:]], [PushedJob, PushedJob])
+        self.assertEqual(len(await self.allJobs("mail")), 4)
+
+    async def test_uniqueKeyWindow(self) -> None:
+        """A key stored a window ago or earlier is forgotten: the push is stored, and its
+        key answers later pushes."""
+        await self.prepared("mail")
+        first = await self.pushOne("mail", keyedJob("k", window=10, n=1))
+        self.advanceTo(START + 9.999)
+        self.assertIsInstance(await self.pushOne("mail", keyedJob("k", window=10)),
+                              DuplicateJob)
+        self.advanceTo(START + 10)
+        second = await self.pushOne("mail", keyedJob("k", window=10, n=2))
+        assert isinstance(second, PushedJob)
+        self.assertNotEqual(second.id, first.id)
+        third = await self.pushOne("mail", keyedJob("k", window=10, n=3))
+        assert isinstance(third, DuplicateJob)
+        self.assertEqual(third.pushed, second)
+        self.assertEqual(third.job.unique, UniqueKey("k", '{"n":2}'))
+
+    async def test_pruneUniqueKeys(self) -> None:
+        """Pruning forgets, up to a limit a call, the keys stored a window ago or earlier,
+        oldest first; the others still answer duplicates."""
+        await self.prepared("mail")
+        for n in range(5):
+            self.advanceTo(START + n)
+            await self.pushOne("mail", keyedJob("k%d" % n, n=n))
+        self.advanceTo(START + 63)
+        self.assertEqual(await self.store.prune_unique_keys("mail", 60, 2), 2)
+        self.assertEqual(await self.store.prune_unique_keys("mail", 60, 2), 2)
+        self.assertEqual(await self.store.prune_unique_keys("mail", 60, 2), 0)
+        answers = await self.store.push([("mail", keyedJob("k%d" % n)) for n in range(5)])
+        self.assertEqual([type(answer) for answer in answers],
+                         [PushedJob] * 4 + [DuplicateJob])
+
+    async def test_concurrentUniqueKeys(self) -> None:
+        """Pushes of one key from two nodes at once, alone and in batches, store one job
+        per key."""
+        await self.prepared("mail")
+        other = await self.otherNode()
+        await other.prepare_queue("mail")
+        calls = []
+        for n in range(10):
+            store = self.store if n % 2 else other
+            calls.append(Deferred.fromCoroutine(store.push(
+                [("mail", keyedJob("same", n=n))] if n % 3 else
+                [("mail", keyedJob("k%d" % m, n=n)) for m in range(5, 0, -1)])))
+        results = await DeferredList(calls, fireOnOneErrback=True, consumeErrors=True)
+        answers = [answer for _, value in results for answer in value]
+        stored = [answer for answer in answers if isinstance(answer, PushedJob)]
+        self.assertEqual(len(stored), 6)  # "same" and k1 to k5
+        self.assertEqual(sorted(job.id for job in await self.allJobs("mail")),
+                         sorted(job.id for job in stored))
+        for answer in answers:
+            if isinstance(answer, DuplicateJob):
+                self.assertIn(answer.pushed, stored)
 
     async def test_pushEmpty(self) -> None:
         """Pushing nothing stores nothing."""

@@ -33,7 +33,7 @@ class StoredMembersTests(SynchronousTestCase):
     def test_foreignContent(self) -> None:
         """Members of a newer version, values of the wrong type and text that is not a JSON
         object read as the defaults."""
-        for stored in (b'{"unique_window":60}', b'{"failed_job_ttl":true}',
+        for stored in (b'{"delivery_mode":"fifo"}', b'{"failed_job_ttl":true}',
                        b'{"failed_job_ttl":"60"}', b'{"failed_job_ttl":1.5}', b"[]", b"{",
                        b"\xff", b"null"):
             self.assertEqual(with_stored_members(PLAIN, 0, stored), PLAIN, stored)

@@ -859,19 +859,35 @@ def _push(
     # Several statements (or keys to claim) are one transaction: a request is stored
     # whole or not at all, however its INSERTs were split.
     several = (len(statements) > 1 or bool(keyed)) and not in_transaction
-    if several:
-        txn.connection.begin()
-    sending.started = True
-    for statement, chunk in statements:
-        txn.execute(statement)
-        first = int(txn.lastrowid)
-        for offset, index in enumerate(chunk):
-            answers[index] = first + offset * limits.increment
-    if keyed:
-        _claim_keys(txn, jobs, answers, keyed, limits)
-    if several:
-        txn.connection.commit()
-    return answers
+    unsent = list(answers)
+    for attempt in range(1, _ATTEMPTS + 1):
+        if several:
+            txn.connection.begin()
+        sending.started = True
+        try:
+            for statement, chunk in statements:
+                txn.execute(statement)
+                first = int(txn.lastrowid)
+                for offset, index in enumerate(chunk):
+                    answers[index] = first + offset * limits.increment
+            if keyed:
+                _claim_keys(txn, jobs, answers, keyed, limits)
+            if several:
+                txn.connection.commit()
+            return answers
+        except pymysql.err.OperationalError as error:
+            # Pushes claiming keys may deadlock (the duplicate checks of INSERT IGNORE
+            # lock the gaps before existing keys); the server then rolled back the
+            # whole transaction, so it can simply run again.
+            if not several or attempt == _ATTEMPTS or not error.args or error.args[0] != 1213:
+                raise
+            txn.connection.rollback()
+            answers[:] = unsent
+    raise AssertionError("unreachable")
+
+
+#: Runs of a push transaction that deadlocked, at most.
+_ATTEMPTS = 5
 
 
 def _insert_prefix(part: str) -> str:
