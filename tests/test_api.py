@@ -77,6 +77,7 @@ ROUTES = [
     ("/routings", ["GET", "HEAD"]),
     ("/routing/send_welcome", ["GET", "HEAD", "PUT", "DELETE"]),
     ("/job/send_welcome", ["POST"]),
+    ("/jobs/send_welcome", ["POST"]),
 ]
 ALL_METHODS = ["GET", "HEAD", "PUT", "DELETE", "POST", "PATCH", "OPTIONS", "TRACE", "FROB"]
 

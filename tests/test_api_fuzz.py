@@ -56,6 +56,7 @@ ROUTES = {
     "/queue/{q}/failed/{id}/retry": "POST", "/queue/{q}/failed/retry": "POST",
     "/queue/{q}/pause": "POST", "/queue/{q}/resume": "POST",
     "/routings": "GET HEAD", "/routing/{c}": "GET HEAD PUT DELETE", "/job/{c}": "POST",
+    "/jobs/{c}": "POST",
 }
 TOKEN_CHARS = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
 
@@ -156,7 +157,7 @@ json_values = st.recursive(
 FIELDS = ["url", "payload", "run_after", "max_retries", "retry_delay", "timeout", "category",
           "queue_name", "job_category", "name", "polling_interval", "max_workers",
           "max_dispatches_per_second", "max_burst_size", "failed_job_ttl", "failed_job_limit",
-          "failed_after", "failed_before", "limit"]
+          "failed_after", "failed_before", "limit", "unique_key", "unique_window", "jobs"]
 field_values = st.one_of(
     json_values,
     st.integers(min_value=0, max_value=20),
@@ -164,8 +165,16 @@ field_values = st.one_of(
                      "send_welcome", "2024-11-28T10:40:00Z", "2024-11-28T19:40:00.25+09:00",
                      "9999-12-31T23:59:59.999999999-23:59", "0000-01-01T00:00:00Z",
                      "2024-02-30T00:00:00Z", "2024-11-28T10:40:00", 10000, 10001, 315360000,
-                     100000001]),
+                     100000001, 31536000, 31536001, "k" * 255, "k" * 256, "\ud800"]),
 )
+# A batch push's jobs (docs/api.md, POST /jobs): job objects, and what is none.
+batch_jobs = st.lists(st.one_of(
+    st.fixed_dictionaries(
+        {"url": st.sampled_from(["http://worker.internal:8000/send", "ftp://x"])},
+        optional={name: field_values for name in ("payload", "run_after", "unique_key",
+                                                  "timeout", "category")}),
+    json_values,
+), max_size=5)
 objects = st.one_of(
     st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), json_values, max_size=6),
     st.fixed_dictionaries(
@@ -173,6 +182,8 @@ objects = st.one_of(
          "queue_name": st.sampled_from(["mail", "t", "nope"])},
         optional={name: field_values for name in FIELDS if name not in ("url", "queue_name")},
     ),
+    st.fixed_dictionaries({"jobs": batch_jobs}),
+    st.integers(999, 1001).map(lambda n: {"jobs": [{"url": "http://h/"}] * n}),
 )
 bodies = st.one_of(
     st.none(),
@@ -196,9 +207,10 @@ header_values = st.binary(max_size=40).map(
     lambda b: bytes(c for c in b if c >= 0x20 and c != 0x7F).strip())
 headers = st.lists(
     st.tuples(header_names | st.sampled_from(["Content-Type", "Accept", "Connection",
-                                              "Expect", "User-Agent"]),
+                                              "Expect", "User-Agent", "Idempotency-Key"]),
               header_values | st.sampled_from([b"application/json",
                                                b"application/x-www-form-urlencoded",
+                                               b"order-42", b"\xff",
                                                b"multipart/form-data; boundary=x",
                                                b"100-continue", b"keep-alive", b"close"])),
     max_size=4,

@@ -146,6 +146,39 @@ class StoreTests(TestCase):
         self.assertStoredAsAnswered(jobs, answers)
         self.assertNotIn(b"big", {p[:3] for p in stored_payloads(self.database, "mail")})
 
+    async def test_tooLargeJobFailsItsRequest(self) -> None:
+        """When one job of a request (a batch push) is too large for the server, every job
+        of that request is answered JobTooLarge and none is stored; the jobs of other
+        requests pushed with it are stored. (The session's limit is lowered for this
+        store only.)"""
+        def small_packets(connection: Any) -> None:
+            read_session_limits(connection)
+            connection.fireworq_limits = attrs.evolve(connection.fireworq_limits,
+                                                      max_packet=MiB)
+
+        read_session_limits = mysql._read_session_limits
+        self.patch(mysql, "_read_session_limits", small_packets)
+        store = await self.open_store()
+        jobs = [("mail", newJob(payload=b"single %d" % n)) for n in range(2)]
+        jobs += [("mail", newJob(payload=b"batch %d" % n)) for n in range(3)]
+        jobs.insert(3, ("bulk", newJob(payload=b"big" + b"x" * 600_000)))
+        answers = await store.push(jobs, None, [0, 1, 2, 2, 2, 2])
+        for answer in answers[2:]:
+            assert isinstance(answer, JobTooLarge), answer
+        self.assertStoredAsAnswered(jobs[:2], answers[:2])
+        self.assertEqual(set(stored_payloads(self.database, "mail")), {b"single 0", b"single 1"})
+        self.assertEqual(stored_payloads(self.database, "bulk"), {})
+
+    async def test_bigBatchIsOneTransaction(self) -> None:
+        """When a request's jobs need several INSERTs (24 jobs of 900 KB) and a later one
+        fails (a table that is gone), none of them is stored."""
+        store = await self.open_store()
+        jobs = [("mail", newJob(payload=b"%02d" % n + b"x" * 900_000)) for n in range(24)]
+        jobs.append(("gone", newJob()))
+        with self.assertRaises(Exception):
+            await store.push(jobs, None, [0] * len(jobs))
+        self.assertEqual(stored_payloads(self.database, "mail"), {})
+
 
 class DaemonTests(TestCase):
     """The daemon on a database of its own."""
