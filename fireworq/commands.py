@@ -81,9 +81,13 @@ def _push(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             raise UsageError(f"--payload is not JSON: {e}") from None
     job = client.push(args.category, args.url, payload_json=args.payload,
                       run_after=args.run_after, max_retries=args.max_retries,
-                      retry_delay=args.retry_delay, timeout=args.timeout)
+                      retry_delay=args.retry_delay, timeout=args.timeout,
+                      unique_key=args.unique_key)
     if args.json:
         write_json(out, job.raw)
+    elif job.duplicate:
+        out.write(f"job {job.id} of queue {job.queue_name} was pushed before with this unique"
+                  " key; nothing was stored\n")
     else:
         out.write(f"pushed job {job.id} to queue {job.queue_name}\n")
 
@@ -359,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--max-retries", type=int, metavar="N", help="retries after a failure")
     push.add_argument("--retry-delay", type=int, metavar="S", help="delay between tries")
     push.add_argument("--timeout", type=int, metavar="S", help="limit of one worker exchange")
+    push.add_argument("--unique-key", metavar="KEY",
+                      help="store the job only if the queue has not seen this key lately")
 
     command("queues", _queues, "list the queues")
 

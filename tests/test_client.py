@@ -106,6 +106,35 @@ class ClientScenario:
         self.assertEqual(await self.call(c.delete_queue, "plain"), Queue("plain", 200, 20, 0, 0))
         self.assertEqual([q.name for q in await self.call(c.queues)], ["mail"])
 
+    async def test_batchAndUniquePushes(self: Any) -> None:
+        """When jobs are pushed in a batch and with unique keys (member or header), the
+        answers come in order, and a push whose key was seen is marked duplicate and stores
+        nothing; an invalid job of a batch is an APIError 400 naming its index."""
+        from fireworq.client import job_members
+        _, worker = await self.start()
+        c = self.client
+        await self.call(c.put_queue, "mail", max_workers=2)
+        await self.call(c.put_routing, CATEGORY, "mail")
+        url = worker.url("/send")
+        batch = await self.call(c.push_batch, CATEGORY, [
+            job_members(url, {"n": 0}, run_after=600, unique_key="k0"),
+            job_members(url, payload_json='{"n": 1.50}', run_after=600),
+            {"url": url, "payload": {"n": 2}, "run_after": 600, "unique_key": "k0"},
+        ])
+        self.assertEqual([(p.payload, p.duplicate) for p in batch],
+                         [({"n": 0}, False), ({"n": 1.5}, False), ({"n": 0}, True)])
+        self.assertEqual(batch[2].id, batch[0].id)
+        first = await self.call(c.push, CATEGORY, url, {"n": 3}, run_after=600,
+                                idempotency_key="k1")
+        again = await self.call(c.push, CATEGORY, url, {"n": 4}, unique_key="k1")
+        self.assertEqual((first.duplicate, again.duplicate, again), (False, True, first))
+        with self.assertRaises(APIError) as caught:
+            await self.call(c.push_batch, CATEGORY, [job_members(url), {"payload": 1}])
+        self.assertEqual((caught.exception.code, caught.exception.message),
+                         (400, "Job 1: Missing field: url"))
+        deferred = await self.walk(c.jobs, "mail", "deferred")
+        self.assertEqual(sorted(j.id for j in deferred), [batch[0].id, batch[1].id, first.id])
+
     async def test_jobs(self: Any) -> None:
         """When jobs are pushed and inspected, the push answers the accepted job, a raw payload
         reaches the worker byte for byte, and lists walk every page."""
@@ -287,6 +316,12 @@ class OfflineTests(TestCase):
         self.assertEqual(json.loads(api.push("c", "http://w/", "text").request.body or b""),
                          {"url": "http://w/", "payload": "text"})
         self.assertRaises(ValueError, api.push, "c", "http://w/", 1, payload_json="1")
+        keyed = api.push("c", "http://w/", unique_key="k", idempotency_key="h").request
+        self.assertEqual((keyed.body, keyed.headers),
+                         (b'{"url":"http://w/","unique_key":"k"}', (("Idempotency-Key", "h"),)))
+        batch = api.push_batch("c", [api.job_members("http://w/", payload_json="[1 ]")])
+        self.assertEqual((batch.request.path, batch.request.body),
+                         ("/jobs/c", b'{"jobs":[{"url":"http://w/","payload":[1 ]}]}'))
 
     def test_values_checked(self) -> None:
         """When an answer's members are not of their documented types, that is an

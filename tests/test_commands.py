@@ -39,6 +39,21 @@ class CommandTests(TestCase):
     async def json(self, *args: str) -> Any:
         return json.loads(await self.fireworq(*args, "--json"))
 
+    async def test_push_unique_key(self) -> None:
+        """When a job is pushed twice with one --unique-key, the second stores nothing and
+        says which job was pushed before."""
+        await self.start()
+        await self.fireworq("queue", "mail", "--set", "max_workers=1")
+        await self.fireworq("routing", CATEGORY, "--queue", "mail")
+        first = await self.json("push", CATEGORY, "--url", self.worker.url(), "--run-after",
+                                "600", "--unique-key", "order-7")
+        out = await self.fireworq("push", CATEGORY, "--url", self.worker.url(),
+                                  "--unique-key", "order-7")
+        self.assertEqual(out, f"job {first['id']} of queue mail was pushed before with this"
+                              " unique key; nothing was stored\n")
+        jobs = await self.json("jobs", "mail", "--state", "deferred")
+        self.assertEqual([job["id"] for job in jobs], [first["id"]])
+
     async def test_define_and_push(self) -> None:
         """When a queue and a routing are set and a job pushed from the command line, the
         worker gets the payload as written, and the lists show them."""

@@ -9,7 +9,7 @@ The Twisted flavour, on treq, is L{fireworq.client.twisted.TwistedClient}; both 
 of L{fireworq.client.api}.
 """
 
-from fireworq.client.api import APIError, Call, Paged
+from fireworq.client.api import APIError, Call, Paged, job_members
 from fireworq.client.blocking import Client
 from fireworq.client.values import (
     FailedJob,
@@ -29,4 +29,5 @@ from fireworq.client.values import (
 __all__ = [
     "APIError", "Call", "Client", "FailedJob", "Job", "Node", "Page", "Paged", "ProcessStats",
     "PushedJob", "Queue", "QueueStats", "Result", "RetriedJobs", "Routing", "UnexpectedAnswer",
+    "job_members",
 ]

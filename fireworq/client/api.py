@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
-from typing import Any, Callable, Generic, Mapping, TypeVar
+from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
@@ -69,6 +69,8 @@ class Request:
     path: str
     query: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
+    #: Headers of this request besides the client's own.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen
@@ -176,6 +178,7 @@ def request_headers(request: Request, token: str | None) -> dict[str, str]:
         headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = "Bearer " + token
+    headers.update(request.headers)
     return headers
 
 
@@ -352,23 +355,85 @@ def push(
     category: str, url: str, payload: Any = None, *, payload_json: str | None = None,
     run_after: int | None = None, max_retries: int | None = None,
     retry_delay: int | None = None, timeout: int | None = None,
+    unique_key: str | None = None, idempotency_key: str | None = None,
 ) -> Call[PushedJob]:
     """``POST /job/{category}``: push a job; the answer comes once it is stored.
 
     ``payload`` is any JSON value (a str is sent to the worker as its bare text); or give
     ``payload_json``, JSON text that the worker receives exactly as written.
+
+    ``unique_key`` (the job member) or ``idempotency_key`` (the ``Idempotency-Key``
+    header) makes the push idempotent (docs/api.md, Idempotent pushes): a push whose key
+    the queue saw within its ``unique_window`` stores nothing and answers the first
+    push's job, with ``duplicate`` true. A push that failed for want of an answer may then
+    be sent again safely.
     """
+    body = _job_body(job_members(url, payload, payload_json=payload_json, run_after=run_after,
+                                 max_retries=max_retries, retry_delay=retry_delay,
+                                 timeout=timeout, unique_key=unique_key))
+    headers = () if idempotency_key is None else (("Idempotency-Key", idempotency_key),)
+    return Call(Request("POST", "/job/" + _category(category), body=body, headers=headers),
+                _read_pushed)
+
+
+@attrs.frozen
+class _PayloadJSON:
+    """JSON text sent as it is (``payload_json``)."""
+
+    text: str
+
+
+def job_members(
+    url: str, payload: Any = None, *, payload_json: str | None = None,
+    run_after: int | None = None, max_retries: int | None = None,
+    retry_delay: int | None = None, timeout: int | None = None,
+    unique_key: str | None = None,
+) -> dict[str, Any]:
+    """One job of ``push_batch``, with the parameters of ``push``."""
     if payload is not None and payload_json is not None:
         raise ValueError("give payload or payload_json, not both")
-    members = {"url": url, "run_after": run_after, "max_retries": max_retries,
-               "retry_delay": retry_delay, "timeout": timeout}
-    body = _body(members)
+    members: dict[str, Any] = {
+        "url": url, "run_after": run_after, "max_retries": max_retries,
+        "retry_delay": retry_delay, "timeout": timeout, "unique_key": unique_key}
     if payload_json is not None:
-        body = body[:-1] + b',"payload":' + payload_json.encode("utf-8") + b"}"
+        members["payload"] = _PayloadJSON(payload_json)
     elif payload is not None:
-        body = _body({**members, "payload": payload})
-    return Call(Request("POST", "/job/" + _category(category), body=body),
-                _read(PushedJob.from_json))
+        members["payload"] = payload
+    return members
+
+
+def _job_body(members: Mapping[str, Any]) -> bytes:
+    """A job object; a ``payload_json`` payload goes last, as written."""
+    payload = members.get("payload")
+    if not isinstance(payload, _PayloadJSON):
+        return _body(members)
+    body = _body({k: v for k, v in members.items() if k != "payload"})
+    return body[:-1] + b',"payload":' + payload.text.encode("utf-8") + b"}"
+
+
+def _read_pushed(answer: Answer) -> PushedJob:
+    return attrs.evolve(PushedJob.from_json(answer.json()),
+                        duplicate=answer.headers.get("fireworq-duplicate") == "true")
+
+
+def push_batch(category: str, jobs: Sequence[Mapping[str, Any]]) -> Call[list[PushedJob]]:
+    """``POST /jobs/{category}``: push 1 to 1000 jobs at once (each from ``job_members``,
+    or a mapping of the members of docs/api.md, POST /job); all are stored, or none (an
+    invalid job is an L{APIError} 400 naming its index). The answers come in order; a job
+    whose ``unique_key`` was seen answers the first push's job with ``duplicate`` true."""
+    body = b'{"jobs":[' + b",".join(_job_body(job) for job in jobs) + b"]}"
+
+    def read(answer: Answer) -> list[PushedJob]:
+        batch = answer.json()
+        if not isinstance(batch, dict) or not isinstance(batch.get("jobs"), list):
+            raise UnexpectedAnswer("expected an object with a 'jobs' array")
+        duplicates = {int(index) for index in
+                      answer.headers.get("fireworq-duplicate-jobs", "").split(",")
+                      if index.strip().isdigit()}
+        return [attrs.evolve(PushedJob.from_json(item), duplicate=index in duplicates)
+                for index, item in enumerate(batch["jobs"])]
+
+    return Call(Request("POST", "/jobs/" + _category(category), body=body), read)
 
 
 def jobs_page(queue: str, state: str, *, order: str = "desc", limit: int = 100,

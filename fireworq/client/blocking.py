@@ -164,6 +164,7 @@ class Client:
     node = _returns(api.node)
     queue_stats = _returns(api.queue_stats)
     push = _returns(api.push)
+    push_batch = _returns(api.push_batch)
     jobs_page = _returns(api.jobs_page)
     jobs = _walks(api.jobs)
     job = _returns(api.job)

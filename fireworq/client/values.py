@@ -150,6 +150,12 @@ class PushedJob(_FromJSON):
     retry_delay: int
     max_retries: int
     raw: JSONObject = _raw()
+    #: The push's unique key was seen (docs/api.md, Idempotent pushes): nothing was
+    #: stored, the answer is the first push's (which it equals). Not a member: the
+    #: Fireworq-Duplicate header.
+    duplicate: bool = attrs.field(default=False, kw_only=True, eq=False)
+
+    _READ = {"duplicate": lambda json, name: False}
 
 
 @attrs.frozen
