@@ -471,6 +471,34 @@ class FireworqTakeoverTests(TestCase):
             "permanent-failure", 400, "no <thanks> & bye"))
         self.assertEqual(row[6], 1)
 
+        # A batch push and idempotent pushes into the (paused) queue Fireworq made, with a
+        # unique_window of ours: Fireworq's job queue reads the jobs as its own, the keys
+        # are in our table only, and Fireworq's counter does not move.
+        await api.ok("PUT", f"/queue/{QUEUE}", json.dumps(
+            {"max_workers": 5, "failed_job_ttl": 315360000, "failed_job_limit": 100,
+             "unique_window": 3600}))
+        url = "http://worker.example/batch"
+        batch = await api.ok("POST", f"/jobs/{CATEGORY}", json.dumps({"jobs": [
+            {"url": url, "payload": {"n": n}, "unique_key": "b%d" % (n % 2)}
+            for n in range(3)]}))
+        ids = [answer["id"] for answer in batch["jobs"]]
+        self.assertEqual((ids[0] == ids[2], ids[0] != ids[1]), (True, True))
+        again = await api.request("POST", f"/job/{CATEGORY}", json.dumps(
+            {"url": url, "unique_key": "b1"}))
+        self.assertEqual((again.code, again.json["id"]), (200, ids[1]))
+        self.assertEqual(self.queue_definition_revision(), revision)
+        batch_rows = self.sql(
+            f"SELECT job_id, category, url, payload, status, grabber_id, retry_count,"
+            f" retry_delay, fail_count, timeout FROM `{jobs}` WHERE status = 'claimed'"
+            f" AND next_try <= {NOW_MS} AND url = %s ORDER BY next_try ASC, job_id ASC"
+            f" LIMIT 100", (url,))
+        self.assertEqual(batch_rows, [
+            (ids[0], CATEGORY.encode(), url.encode(), b'{"n": 0}', b"claimed", None, 0, 0, 0, 0),
+            (ids[1], CATEGORY.encode(), url.encode(), b'{"n": 1}', b"claimed", None, 0, 0, 0, 0)])
+        self.assertEqual(sorted(self.sql(
+            f"SELECT ukey, job_id FROM `fireworqpy_uniq({fireworq_table_part(QUEUE)})`")),
+            [(b"b0", ids[0]), (b"b1", ids[1])])
+
         # Fireworq's tables as they were; ours beside them.
         self.assertEqual(self.fireworq_columns(), columns)
         self.assertEqual(self.sql("SELECT name, paused FROM fireworqpy_queue"),
