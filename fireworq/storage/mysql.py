@@ -950,9 +950,13 @@ def _claim_keys(
         table = unique_table(part)
         indexes.sort(key=lambda index: keyed[index].key)  # stable: the first push wins
         prefix = "INSERT IGNORE INTO %s (%s) VALUES " % (table, UNIQUE_COLUMNS)
+        inserted = 0
         for chunk in _chunks(prefix, [keyed[i].values(int(answers[i])) for i in indexes],  # type: ignore[arg-type]
                              "", limits):
             txn.execute(chunk)
+            inserted += int(txn.rowcount)
+        if inserted == len(indexes):
+            continue  # every key was free: all claimed (the usual case, one round trip)
         keys = sorted({keyed[index].key for index in indexes})
         found: dict[str, tuple[Any, ...]] = {}
         now = 0
