@@ -390,3 +390,44 @@ class DeadlineTests(SynchronousTestCase):
         self.clock.advance(0)
         flush.release()
         self.assertEqual(self.successResultOf(third), 30)
+
+
+class SizedItemTests(SynchronousTestCase):
+    """Items that count as several (a batch push of many jobs): C{size}."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+
+    def test_maxBatchCountsSizes(self) -> None:
+        """When items have sizes, a flush takes items while their sizes fit C{max_batch},
+        and at least one, however large."""
+        flush = FakeFlush(self.clock)
+        batcher: TurnBatcher[int, int] = TurnBatcher(
+            self.clock, flush, max_batch=10, size=lambda item: item)
+        results = [batcher.submit(i) for i in (4, 5, 2, 30, 1)]
+        self.clock.advance(0)
+        self.assertEqual([items for _, items in flush.batches], [[4, 5], [2], [30], [1]])
+        self.assertEqual([self.successResultOf(d) for d in results], [40, 50, 20, 300, 10])
+        self.assertEqual(batcher.held, 0)
+
+    def test_limitCountsSizes(self) -> None:
+        """When items have sizes, the held count is their sum: an item that would take it
+        past C{limit} is refused, except when nothing is held (it then goes alone)."""
+        flush = FakeFlush(self.clock, hold=True)
+        batcher: TurnBatcher[int, int] = TurnBatcher(
+            self.clock, flush, limit=10, size=lambda item: item,
+            overloaded=lambda: StoreUnavailable("full"))
+        large = batcher.submit(25)
+        self.assertEqual(batcher.held, 25)
+        self.failureResultOf(batcher.submit(1), StoreUnavailable)
+        self.clock.advance(0)
+        flush.release()
+        self.assertEqual(self.successResultOf(large), 250)
+        self.assertEqual(batcher.held, 0)
+        held = [batcher.submit(6), batcher.submit(4)]
+        self.assertEqual(batcher.held, 10)
+        self.failureResultOf(batcher.submit(1), StoreUnavailable)
+        self.clock.advance(0)
+        flush.release()
+        self.assertEqual([self.successResultOf(d) for d in held], [60, 40])
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -78,7 +78,8 @@ class TurnBatcher(Generic[Item, Result]):
 
     With ``size``, an item counts as that many (a batch push of many jobs): towards
     ``max_batch`` (a flush takes at least one item, however large) and towards ``limit``
-    (an item that would take the held count past it is refused).
+    (an item that would take the held count past it is refused, unless nothing is held:
+    an item larger than the limit goes alone).
     """
 
     def __init__(
@@ -115,7 +116,7 @@ class TurnBatcher(Generic[Item, Result]):
 
     def submit(self, item: Item) -> Deferred[Result]:
         size = 1 if self._size is None else self._size(item)
-        if self._limit is not None and self._held + size > self._limit:
+        if self._limit is not None and self._held and self._held + size > self._limit:
             assert self._overloaded is not None
             return fail(self._overloaded())
         waiter: Deferred[Result] = Deferred()

@@ -78,6 +78,7 @@ from fireworq.storage.sqlcommon import (
     UNIQUE_COLUMNS,
     duplicate_from_row,
     unique_table,
+    unique_values,
     with_stored_members,
 )
 
@@ -942,8 +943,11 @@ def _claim_keys(
     follows then sees every key's row as committed. Keys go in sorted order, so that two
     pushes wait for each other in one direction only."""
     by_table: dict[str, list[int]] = {}
+    ids: dict[int, int] = {}  # the inserted job's id, by index
     for index in keyed:
-        if isinstance(answers[index], int):
+        job_id = answers[index]
+        if isinstance(job_id, int):
+            ids[index] = job_id
             by_table.setdefault(jobs[index][0], []).append(index)
     deleted: dict[str, list[int]] = {}
     for part, indexes in sorted(by_table.items()):
@@ -951,8 +955,7 @@ def _claim_keys(
         indexes.sort(key=lambda index: keyed[index].key)  # stable: the first push wins
         prefix = "INSERT IGNORE INTO %s (%s) VALUES " % (table, UNIQUE_COLUMNS)
         inserted = 0
-        for chunk in _chunks(prefix, [keyed[i].values(int(answers[i])) for i in indexes],  # type: ignore[arg-type]
-                             "", limits):
+        for chunk in _chunks(prefix, [keyed[i].values(ids[i]) for i in indexes], "", limits):
             txn.execute(chunk)
             inserted += int(txn.rowcount)
         if inserted == len(indexes):
@@ -969,8 +972,7 @@ def _claim_keys(
                 now = int(row[-1])
         for index in sorted(indexes):
             unique = keyed[index]
-            job_id = answers[index]
-            assert isinstance(job_id, int)
+            job_id = ids[index]
             row = found.get(unique.key)
             if row is not None and int(row[1]) == job_id:
                 continue  # claimed
@@ -978,20 +980,14 @@ def _claim_keys(
                 # Forgotten meanwhile, or older than the window and not pruned yet: ours.
                 txn.execute("INSERT INTO %s (%s) VALUES %s%s" % (
                     table, UNIQUE_COLUMNS, unique.values(job_id), _UNIQUE_UPDATE))
-                found[unique.key] = (bytes.fromhex(unique.key), job_id, now, *_tail_values(jobs[index][1]))
+                key, _, *rest = unique_values(jobs[index][1], job_id)
+                found[unique.key] = (key, job_id, now, *rest)
                 continue
             answers[index] = duplicate_from_row(row)
             deleted.setdefault(part, []).append(job_id)
-    for part, ids in deleted.items():
+    for part, doomed in deleted.items():
         txn.execute("DELETE FROM %s WHERE job_id IN (%s)"
-                    % (job_table(part), ",".join("%d" % job_id for job_id in ids)))
-
-
-def _tail_values(job: NewJob) -> tuple[Any, ...]:
-    assert job.unique is not None
-    return (job.category.encode("utf-8"), job.url.encode("utf-8"),
-            job.unique.answer_payload.encode("utf-8"), job.run_after, job.timeout,
-            job.retry_delay, job.max_retries)
+                    % (job_table(part), ",".join("%d" % job_id for job_id in doomed)))
 
 
 def _chunks(prefix: str, items: Sequence[str], suffix: str, limits: SessionLimits
