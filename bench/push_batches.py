@@ -5,19 +5,22 @@ For each driver asked (mysql, sqlite) and each run, on a fresh daemon and databa
 the queue paused (so that the figures are the push path alone, not the deliveries), in
 this order:
 
-  single            5,000 POST /job/{c}, one job each, over 8 keep-alive connections:
-                    the baseline of every other line.
-  single+key        5,000 more, each with a unique_key of its own (all new keys): the
+  single            POST /job/{c}, one job each, from wrk (-t2 -c32, keep-alive) for 5 s,
+                    as bench/run's push scenario: the baseline of every other line.
+  single+key        the same, each push with a unique_key of its own (all new keys): the
                     cost of a key is the difference of the time per push.
-  duplicate         the same 5,000 keys pushed again: each stores nothing and answers the
-                    first push's answer.
+  duplicate         the same, with keys the previous line pushed (100 per wrk thread,
+                    over and over): each stores nothing and answers the first push's
+                    answer.
   batch 1000        10 POST /jobs/{c} of 1,000 jobs each, one after the other on one
                     connection (10,000 jobs).
   batch 100 x8      100 POST /jobs/{c} of 100 jobs each over 8 connections (10,000 jobs).
   batch 1000+key    10 batches of 1,000 jobs with new unique keys, on one connection.
 
-Rates are jobs/s from the first request sent to the last answer. Every run checks that
-the job table holds what was answered (no job lost, none stored twice). Prints one line
+Rates are jobs/s: accepted pushes over wrk's duration, and for batches from the first
+request sent to the last answer. Every run checks that the job table holds what was
+answered (no job lost, none stored twice; wrk may leave up to one push a connection
+unanswered at its stop, which may be stored). Prints one line
 per measurement, then medians (min - max) and the cost of a key per push.
 
 Usage: .venv/bin/python bench/push_batches.py [--driver mysql,sqlite] [--runs 3]
@@ -43,10 +46,54 @@ from fwbench import infra  # noqa: E402  (after the path set-up above)
 
 QUEUE = "bench_batch"
 CATEGORY = "bench_batch_job"
-SINGLES = 5000
+SINGLE_SECONDS = 5
+WRK_CONNECTIONS = 32
 BATCH_JOBS = 10000
 CONNECTIONS = 8
 URL = "http://127.0.0.1:9/x"
+#: The keys each wrk thread pushes again in the duplicate line.
+DUPLICATE_KEYS = 100
+
+# Each request a push of a new job: without a key, with a new key, or with a key of the
+# keyed line again. ``tid`` is the wrk thread's number.
+_WRK_PUSHES = r"""
+threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+function init(args)
+  sent, ok, other, n = 0, 0, 0, 0
+end
+function request()
+  n = n + 1
+  sent = sent + 1
+  local key = ""
+  if MODE == "key" then
+    key = ',"unique_key":"k' .. tid .. '-' .. n .. '"'
+  elseif MODE == "duplicate" then
+    key = ',"unique_key":"k' .. tid .. '-' .. ((n - 1) %% DUPLICATE_KEYS + 1) .. '"'
+  end
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json"},
+    '{"url":"%s","payload":{"n":' .. n .. '}' .. key .. '}')
+end
+function response(status, headers, body)
+  if status == 200 then ok = ok + 1 else other = other + 1 end
+end
+"""
+
+
+def push_with_wrk(directory: str, port: int, mode: str) -> tuple[int, float]:
+    """Single pushes from wrk for ``SINGLE_SECONDS``: (pushes answered 200, seconds)."""
+    script = ('MODE = "%s"\nDUPLICATE_KEYS = %d\n' % (mode, DUPLICATE_KEYS)
+              + _WRK_PUSHES % URL + infra.WRK_DONE)
+    result = infra.run_wrk(directory, "push-" + mode, script,
+                           "http://127.0.0.1:%d/job/%s" % (port, CATEGORY), threads=2,
+                           connections=WRK_CONNECTIONS, seconds=SINGLE_SECONDS)
+    if result["other"] or result["status_errors"]:
+        raise infra.BenchError("wrk (%s): answers other than 200:\n%s"
+                               % (mode, result["output"]))
+    return int(result["ok"]), result["duration_us"] / 1e6
 
 
 def post_all(port: int, path: str, bodies: list[bytes], connections: int) -> float:
@@ -106,23 +153,29 @@ def one_run(driver: str, server: infra.MySQLServer) -> dict[str, float]:
         daemon = infra.Daemon(stack, sys.executable, directory, store.daemon_args())
         daemon.define(QUEUE, CATEGORY)
         daemon.api.json("POST", "/queue/%s/pause" % QUEUE)
-        single = "/job/" + CATEGORY
         expected = 0
+
+        def check(name: str, stored: int, unanswered: int = 0) -> None:
+            nonlocal expected
+            expected += stored
+            count = store.count_jobs(QUEUE)
+            if not expected <= count <= expected + unanswered:
+                raise infra.BenchError("%s: %d jobs stored, %d expected" % (name, count,
+                                                                          expected))
+            expected = count
+
+        for name, mode in (("single", "plain"), ("single+key", "key"),
+                           ("duplicate", "duplicate")):
+            accepted, seconds = push_with_wrk(directory, daemon.port, mode)
+            figures[name] = accepted / seconds
+            time.sleep(1)  # pushes wrk left unanswered at its stop are committed by now
+            check(name, 0 if mode == "duplicate" else accepted, WRK_CONNECTIONS)
 
         def measure(name: str, path: str, bodies: list[bytes], jobs: int, stored: int,
                     connections: int = CONNECTIONS) -> None:
-            nonlocal expected
             figures[name] = jobs / post_all(daemon.port, path, bodies, connections)
-            expected += stored
-            if store.count_jobs(QUEUE) != expected:
-                raise infra.BenchError("%s: %d jobs stored, %d expected"
-                                       % (name, store.count_jobs(QUEUE), expected))
+            check(name, stored)
 
-        measure("single", single,
-                [json.dumps(job(n)).encode() for n in range(SINGLES)], SINGLES, SINGLES)
-        keyed = [json.dumps(job(n, "key-%d" % n)).encode() for n in range(SINGLES)]
-        measure("single+key", single, keyed, SINGLES, SINGLES)
-        measure("duplicate", single, keyed, SINGLES, 0)
         measure("batch 1000", "/jobs/" + CATEGORY,
                 batches(BATCH_JOBS // 1000, 1000, lambda n: None), BATCH_JOBS, BATCH_JOBS, 1)
         measure("batch 100 x8", "/jobs/" + CATEGORY,
