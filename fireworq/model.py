@@ -212,6 +212,13 @@ class DuplicateJob:
     pushed: PushedJob
     job: NewJob
 
+    @classmethod
+    def of(cls, pushed: PushedJob, job: NewJob) -> DuplicateJob:
+        """What a later push of ``job``'s key answers, as a store reads it back."""
+        assert job.unique is not None
+        return cls(pushed, attrs.evolve(job, payload=b"", unique=UniqueKey(
+            job.unique.key, job.unique.answer_payload)))
+
 
 @attrs.frozen
 class Job:

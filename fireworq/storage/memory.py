@@ -198,9 +198,7 @@ class MemoryStore:
             heapq.heappush(table.due_heap, (job.next_try, job.id))
             stored = pushed[index] = PushedJob(job.id, job.created_at, job.next_try)
             if unique is not None and unique.window:
-                # As the SQL drivers read it back: the answer's payload, not the stored one.
-                table.unique[unique.key] = DuplicateJob(stored, attrs.evolve(
-                    new, payload=b"", unique=attrs.evolve(unique, window=0)))
+                table.unique[unique.key] = DuplicateJob.of(stored, new)
         return pushed
 
     async def prune_unique_keys(self, table_name: str, window: int, limit: int) -> int:

@@ -474,25 +474,52 @@ def _push(
 ) -> list[PushedJob | DuplicateJob | NotStored]:
     txn.execute("BEGIN IMMEDIATE")  # may wait for another process (busy_timeout)
     pushed: list[PushedJob | DuplicateJob | NotStored] = not_sent(len(jobs))
-    for index in handed_over(len(jobs), handover):
+    handed = handed_over(len(jobs), handover)
+    # The write lock is held: no other push reads or writes the keys meanwhile. Each table's
+    # keys are read at once; a key stored by this call counts for the jobs after it.
+    seen: dict[str, dict[str, DuplicateJob]] = {}
+    for part, keys in _keys_by_table(jobs, handed).items():
+        seen[part] = found = {}
+        for start in range(0, len(keys), _MAX_KEYS_READ):
+            chunk = keys[start:start + _MAX_KEYS_READ]
+            txn.execute("SELECT %s FROM %s WHERE ukey IN (%s)" % (
+                UNIQUE_COLUMNS, unique_table(part), ",".join("?" * len(chunk))), chunk)
+            for row in txn.fetchall():
+                found[bytes(row[0]).decode("utf-8")] = duplicate_from_row(row)
+    claimed: dict[str, list[tuple[Any, ...]]] = {}
+    for index in handed:
         part, job = jobs[index]
         unique = job.unique
         if unique is None or not unique.window:
             pushed[index] = _insert_job(txn, part, job, now)
             continue
-        # The write lock (BEGIN IMMEDIATE) is held: no other push reads the key meanwhile.
-        txn.execute("SELECT %s FROM %s WHERE ukey = ? AND created_at > ?"
-                    % (UNIQUE_COLUMNS, unique_table(part)),
-                    (unique.key.encode("utf-8"), now - unique.window * 1000))
-        row = txn.fetchone()
-        if row is not None:
-            pushed[index] = duplicate_from_row(row)
+        first = seen[part].get(unique.key)
+        if first is not None and first.pushed.created_at > now - unique.window * 1000:
+            pushed[index] = first
             continue
         stored = pushed[index] = _insert_job(txn, part, job, now)
+        seen[part][unique.key] = DuplicateJob.of(stored, job)
         key, job_id, *rest = unique_values(job, stored.id)
-        txn.execute("INSERT OR REPLACE INTO %s (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    % (unique_table(part), UNIQUE_COLUMNS), (key, job_id, now, *rest))
+        claimed.setdefault(part, []).append((key, job_id, now, *rest))
+    for part, rows in claimed.items():
+        txn.executemany("INSERT OR REPLACE INTO %s (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        % (unique_table(part), UNIQUE_COLUMNS), rows)
     return pushed
+
+
+#: Keys read by one statement: within SQLite's 32766 bound parameters.
+_MAX_KEYS_READ = 500
+
+
+def _keys_by_table(jobs: Sequence[tuple[str, NewJob]], indexes: Sequence[int]
+                   ) -> dict[str, list[bytes]]:
+    """The unique keys (with a window) of these jobs, by table, each once."""
+    keys: dict[str, dict[bytes, None]] = {}
+    for index in indexes:
+        part, job = jobs[index]
+        if job.unique is not None and job.unique.window:
+            keys.setdefault(part, {})[job.unique.key.encode("utf-8")] = None
+    return {part: list(found) for part, found in keys.items()}
 
 
 def _prune_unique_keys(txn: Cursor_, part: str, cutoff: int, limit: int) -> int:
