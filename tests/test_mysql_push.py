@@ -216,6 +216,20 @@ class DaemonTests(TestCase):
         replies = await gather(push(daemon, p) for p in payloads)
         self.assertStored(dict(zip(payloads, replies)))
 
+    async def test_bigBatch(self) -> None:
+        """When a batch push holds more than one INSERT takes (17 jobs of 900 KB: about
+        30 MB as hex, over the default 16 MiB max_allowed_packet), it is stored whole,
+        each job with its answered id."""
+        daemon = await self.start("--max-request-body=16000000")
+        payloads = ["%02d" % n + "x" * 900_000 for n in range(17)]
+        reply = await daemon.api.request("POST", "/jobs/c", json.dumps({"jobs": [
+            {"url": "http://127.0.0.1:9/", "payload": p, "run_after": 3600}
+            for p in payloads]}), timeout=60)
+        self.assertEqual(reply.code, 200, reply.body[:300])
+        stored = stored_payloads(self.database, "q")
+        self.assertEqual([stored[p.encode()] for p in payloads],
+                         [answer["id"] for answer in reply.json["jobs"]])
+
     async def test_tooLargeIs413(self) -> None:
         """When a job is larger than the server's max_allowed_packet allows, its push is
         413 with its size and the limit, and the pushes sent with it are stored."""

@@ -171,9 +171,11 @@ class BatchPushTests(APITestCase):
     def test_accessLog(self) -> None:
         """A batch push has its access-log line like any request."""
         self.batch([{"url": URL}])
-        [line] = [entry for entry in self.node.access_lines()
-                  if "/jobs/" in json.dumps(entry)]
-        self.assertIn(200, line.values())
+        self.node.request("GET", "/jobs/send_welcome")
+        lines = [(line["method"], line["url"], line["status"])
+                 for line in self.node.access_lines() if line["url"].startswith("/jobs/")]
+        self.assertEqual(lines, [("POST", "/jobs/send_welcome", 200),
+                                 ("GET", "/jobs/send_welcome", 405)])
 
 
 class IdempotentPushTests(APITestCase):
