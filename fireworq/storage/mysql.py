@@ -811,22 +811,23 @@ def _push(
     too_large: dict[int, JobTooLarge] = {}  # by request (``groups``), or by job
     rows: dict[int, str] = {}
     keyed: dict[int, _UniqueRow] = {}
+    room = limits.max_packet - _PACKET_OVERHEAD
     for index in handed:
         part, job = jobs[index]
         request = index if groups is None else groups[index]
-        room = limits.max_packet - _PACKET_OVERHEAD - len(_insert_prefix(part))
         row = rows[index] = _row(job)
+        needed = len(_insert_prefix(part)) + len(row)
         if job.unique is not None and job.unique.window:
+            # Its key's row says as much again, in a statement of its own (the longest:
+            # the takeover of an expired key).
             unique = keyed[index] = _UniqueRow.of(job)
-            # Its INSERT, an UPDATE at most, says as much again: the longer one counts.
-            needed = max(len(row), unique.size + len(_UNIQUE_UPDATE) + 64)
-        else:
-            needed = len(row)
+            needed = max(needed, len(_takeover_prefix(part)) + unique.size
+                         + len(_UNIQUE_UPDATE))
         if needed > room and request not in too_large:
             too_large[request] = JobTooLarge(
                 "Job too large for the store: its INSERT statement needs %d bytes, the"
                 " MySQL server's max_allowed_packet is %d"
-                % (limits.max_packet - room + needed, limits.max_packet))
+                % (needed + _PACKET_OVERHEAD, limits.max_packet))
     if too_large:
         for index in handed:
             error = too_large.get(index if groups is None else groups[index])
@@ -893,6 +894,10 @@ _ATTEMPTS = 5
 
 def _insert_prefix(part: str) -> str:
     return "INSERT INTO %s %s VALUES " % (job_table(part), _INSERT_COLUMNS)
+
+
+def _takeover_prefix(part: str) -> str:
+    return "INSERT INTO %s (%s) VALUES " % (unique_table(part), UNIQUE_COLUMNS)
 
 
 _UNIQUE_UPDATE = (
@@ -978,8 +983,7 @@ def _claim_keys(
                 continue  # claimed
             if row is None or int(row[2]) <= now - unique.window * 1000:
                 # Forgotten meanwhile, or older than the window and not pruned yet: ours.
-                txn.execute("INSERT INTO %s (%s) VALUES %s%s" % (
-                    table, UNIQUE_COLUMNS, unique.values(job_id), _UNIQUE_UPDATE))
+                txn.execute(_takeover_prefix(part) + unique.values(job_id) + _UNIQUE_UPDATE)
                 key, _, *rest = unique_values(jobs[index][1], job_id)
                 found[unique.key] = (key, job_id, now, *rest)
                 continue
