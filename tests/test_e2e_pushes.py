@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 import mysqltools
-from e2e import Daemon, Worker, gather, now, sleep
+from e2e import Daemon, Worker, eventually, gather, now, sleep
 
 QUEUE = "pushes"
 CATEGORY = "pushes_job"
@@ -181,3 +181,30 @@ class MySQLClusterPushesTests(TestCase):
         await sleep(1.0)
         self.assertEqual(len(self.worker.received), 350)
         self.assertEqual(sorted(json.loads(r.body)["key"] for r in received), list(range(350)))
+
+    async def test_keys_pruned_by_the_active_node(self) -> None:
+        """With a unique_window of 1 s, the queue's active node forgets the keys (and
+        counts them); the other node prunes none; a key pushed again is then stored."""
+        await self.nodes[0].api.put_queue(QUEUE, polling_interval=100, unique_window=1)
+        url = self.worker.url("/keys")
+        for n in range(5):
+            reply = await self.nodes[n % 2].api.request("POST", f"/job/{CATEGORY}", json.dumps(
+                {"url": url, "unique_key": "k%d" % n}))
+            self.assertEqual(reply.code, 200)
+
+        async def forgotten() -> bool:
+            [(count,)] = mysqltools.execute(
+                self.database, "SELECT COUNT(*) FROM `fireworqpy_uniq(pushes)`")
+            return count == 0
+        await eventually(forgotten, timeout=10, what="the keys to be pruned")
+        pruned = [await self.pruned_on(node) for node in self.nodes]
+        self.assertEqual(sorted(pruned), [0.0, 5.0])
+        again = await self.nodes[0].api.request("POST", f"/job/{CATEGORY}", json.dumps(
+            {"url": url, "unique_key": "k0"}))
+        self.assertIsNone(again.headers.get("fireworq-duplicate"))
+
+    async def pruned_on(self, node: Daemon) -> float:
+        body = (await node.api.request("GET", "/metrics")).body.decode()
+        prefix = f'fireworq_unique_keys_pruned_total{{queue="{QUEUE}"}} '
+        [line] = [line for line in body.splitlines() if line.startswith(prefix)]
+        return float(line[len(prefix):])
