@@ -282,8 +282,9 @@ class E2EMixin(_Base):
         gaps = [b - a for a, b in zip(times, times[1:])]
         print(f"\nE2E {self.driver} throttle 5/s burst 1: span {times[-1] - times[0]:.3f} s,"
               f" gaps {min(gaps):.3f}-{max(gaps):.3f} s")
-        # A few ms of jitter on each arrival.
-        self.assertGreaterEqual(min(gaps), 0.2 - 0.010, f"gaps: {gaps}")
+        # Each arrival carries the jitter of a loaded machine (a 0.32 s gap then a 0.18 s one
+        # was seen at a load of 7): single gaps are checked loosely, the rate by the span.
+        self.assertGreaterEqual(min(gaps), 0.2 - 0.050, f"gaps: {gaps}")
         self.assertGreaterEqual(times[-1] - times[0], 2.8 - 0.010)
         self.assertEqual(sorted(p["n"] for p in self.worker.payloads()), list(range(15)))
 
