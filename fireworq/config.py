@@ -17,6 +17,8 @@ import attrs
 from twisted.python import usage
 
 from fireworq import __version__
+from fireworq.access import ApiToken, TokenFile, parse_token_file, parse_tokens
+from fireworq.destinations import DestinationList, DestinationPolicy, parse_destinations
 from fireworq.dsn import MySQLDSN, mask_dsn, parse_dsn
 from fireworq.errors import ConfigError
 from fireworq.model import MAX_QUEUE_NAME_LENGTH, is_valid_queue_name
@@ -155,6 +157,10 @@ class KeySpec:
     default_help: str | None = None
     #: The value is a DSN: show it masked.
     secret: bool = False
+    #: The value is never repeated, in an error message or in ``/settings``.
+    hidden: bool = False
+    #: How ``/settings`` shows the parsed value, when not as given.
+    show: Callable[[Any], str] | None = None
 
     @property
     def env(self) -> str:
@@ -178,6 +184,24 @@ SPECS: tuple[KeySpec, ...] = (
     KeySpec("access_log", _any, "", "file the access log is appended to", "standard output"),
     KeySpec("access_log_tag", _any, "fireworq.access", "tag of access-log lines"),
     KeySpec(
+        "api_tokens",
+        parse_tokens,
+        "",
+        "token:scope pairs, comma-separated (scopes: read, push, admin); with none here nor in"
+        " api_tokens_file the API is open. /settings shows how many",
+        "none",
+        hidden=True,
+        show=lambda tokens: str(len(tokens)),
+    ),
+    KeySpec(
+        "api_tokens_file",
+        parse_token_file,
+        "",
+        "file of API tokens, a 'token scope' line each (# comments), read at start",
+        "none",
+        show=lambda file: file.path,
+    ),
+    KeySpec(
         "bind",
         _bind,
         "127.0.0.1:8080",
@@ -189,6 +213,22 @@ SPECS: tuple[KeySpec, ...] = (
         _integer(1, 3_600_000),
         "1000",
         "ms, 1-3600000: how often to look for queue and routing changes made through other nodes",
+    ),
+    KeySpec(
+        "dispatch_allow",
+        parse_destinations,
+        "",
+        "CIDRs and host names deliveries may reach even when dispatch_deny denies them",
+        "none",
+        show=lambda value: value.text,
+    ),
+    KeySpec(
+        "dispatch_deny",
+        parse_destinations,
+        "",
+        "CIDRs and host names deliveries must not reach, checked after name resolution",
+        "none",
+        show=lambda value: value.text,
     ),
     KeySpec(
         "dispatch_idle_conn_timeout",
@@ -255,6 +295,12 @@ SPECS: tuple[KeySpec, ...] = (
         _integer(1, 16_777_215),
         "1048576",
         "bytes, 1-16777215: largest request body accepted",
+    ),
+    KeySpec(
+        "metrics_public",
+        _boolean,
+        "false",
+        "boolean: /metrics answers without an API token",
     ),
     KeySpec(
         "mysql_dsn",
@@ -353,8 +399,12 @@ class Config:
 
     access_log: str
     access_log_tag: str
+    api_tokens: tuple[ApiToken, ...] = attrs.field(repr=lambda t: f"<{len(t)} tokens>")
+    api_tokens_file: TokenFile
     bind: str
     config_refresh_interval: int
+    dispatch_allow: DestinationList
+    dispatch_deny: DestinationList
     dispatch_idle_conn_timeout: int
     dispatch_keep_alive: bool
     dispatch_max_conns_per_host: int
@@ -366,6 +416,7 @@ class Config:
     keep_alive: bool
     max_pending_pushes: int
     max_request_body: int
+    metrics_public: bool
     mysql_dsn: str = attrs.field(repr=_masked_repr)
     mysql_lock_scope: str
     pid: str
@@ -382,6 +433,15 @@ class Config:
     #: (key, text) of every key given by an option or the environment, exactly as given:
     #: ``/settings`` shows these (docs/api.md, GET /settings).
     given_text: tuple[tuple[str, str], ...] = attrs.field(default=(), kw_only=True, repr=False)
+
+    @property
+    def all_api_tokens(self) -> tuple[ApiToken, ...]:
+        """The tokens of api_tokens and of api_tokens_file (docs/api.md, Authentication)."""
+        return self.api_tokens + self.api_tokens_file.tokens
+
+    @property
+    def destinations(self) -> DestinationPolicy:
+        return DestinationPolicy(self.dispatch_deny, self.dispatch_allow)
 
     @property
     def bind_host(self) -> str:
@@ -445,9 +505,15 @@ def load_config(options: Mapping[str, str | None], environ: Mapping[str, str]) -
         try:
             values[spec.key] = spec.parse(text)
         except ValueError as e:
+            if spec.hidden:
+                raise ConfigError(f"invalid {spec.key} ({source}): {e}") from None
             shown = mask_dsn(text) if spec.secret else text
             raise ConfigError(f"invalid {spec.key} ({source}): {_quote(shown)} {e}") from None
-        given[spec.key] = text
+        # A hidden value is not kept as text: /settings shows it through spec.show only.
+        given[spec.key] = "(hidden)" if spec.hidden else text
+    file_tokens = {t.token for t in values["api_tokens_file"].tokens}
+    if any(t.token in file_tokens for t in values["api_tokens"]):
+        raise ConfigError("invalid api_tokens: a token is also in api_tokens_file")
 
     # The computed defaults (default None in SPECS).
     level = "debug" if environ.get("DEBUG") else "info"
@@ -471,6 +537,9 @@ def settings(config: Config) -> dict[str, str]:
     result = {}
     for spec in SPECS:
         value = getattr(config, spec.key)
+        if spec.show is not None:
+            result[spec.key] = spec.show(value)
+            continue
         text = given.get(spec.key)
         # A Config changed with attrs.evolve may carry text that no longer matches its value.
         if text is None or spec.parse(text) != value:

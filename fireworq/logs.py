@@ -98,7 +98,7 @@ _QUEUE_LINE = (
     '"retry_count":%d,"retry_delay":%d,"fail_count":%d,"timeout":%d%s}\n'
 )
 _ACCESS_LINE = (
-    '{"level":"info","remote_addr":%s%s,"tag":%s,"method":%s,"url":%s,"status":%d,'
+    '{"level":"info","remote_addr":%s%s%s,"tag":%s,"method":%s,"url":%s,"status":%d,'
     '"duration":%s,"time":"%s"}\n'
 )
 
@@ -170,14 +170,16 @@ class AccessLog:
 
     def log(
         self, remote_addr: str, user_agent: str | None, method: str, url: str, status: int,
-        duration_ms: float, finished_at: float,
+        duration_ms: float, finished_at: float, scope: str | None = None,
     ) -> None:
+        """``scope``: the API token's, when one was checked; never the token itself."""
         second = int(finished_at)
         if second != self._second:  # one rendering per second is enough
             self._second, self._time = second, format_seconds(finished_at)
         line = _ACCESS_LINE % (
             encode_str(remote_addr),
             "" if user_agent is None else ',"user_agent":%s' % encode_str(user_agent),
+            "" if scope is None else ',"scope":"%s"' % scope,
             self._tag, encode_str(method), encode_str(url), status,
             format_number(round(duration_ms, 3)), self._time,
         )

@@ -23,6 +23,7 @@ from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
 from fireworq import __version__, inherited
+from fireworq.access import AccessCheck
 from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
 from fireworq.cluster import LockDriver
@@ -96,7 +97,8 @@ class FireworqService(Service):
             idle_conn_timeout=config.dispatch_idle_conn_timeout,
             max_response_body=config.dispatch_max_response_body,
         )
-        http, self._http_pool = make_http_client(reactor, delivery_settings)
+        http, self._http_pool = make_http_client(
+            reactor, delivery_settings, destinations=config.destinations)
         self._deliverer = Deliverer(http, reactor, delivery_settings)
         self._queue_log = QueueLog(
             self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
@@ -139,6 +141,9 @@ class FireworqService(Service):
         return FireworqAPI(
             clock=self._reactor, store=store, manager=manager, ownership=ownership,
             settings=settings(self.config), started_at=self._started_at,
+            access=AccessCheck(self.config.all_api_tokens,
+                               metrics_public=self.config.metrics_public),
+            destinations=self.config.destinations,
         ).resource()
 
     def setServiceParent(self, parent: Any) -> None:

@@ -23,9 +23,11 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 
 from fireworq import __version__, jsontext
+from fireworq.access import AccessCheck
 from fireworq.api import render, validate
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.cursor import decode_cursor
+from fireworq.destinations import DestinationDenied, DestinationPolicy
 from fireworq.errors import InvalidInput, JobTooLarge, NotFound, StoreUnavailable
 from fireworq.failures import FailureLog
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -107,7 +109,8 @@ async def with_timeout(d: Deferred[Any], seconds: float, clock: IReactorTime) ->
 
 
 class PathCheck(Resource):
-    """Checks made before routing: a UTF-8 path (400) in canonical form (404).
+    """Checks made before routing: the API token (401, 403: docs/api.md, Authentication), a
+    UTF-8 path (400) in canonical form (404).
 
     Pushes, by far the most frequent request, skip Klein's routing: ``POST /job/<c>`` goes
     straight to ``push``, which saves about a third of a push's CPU time.
@@ -115,15 +118,23 @@ class PathCheck(Resource):
 
     isLeaf = True
 
-    def __init__(self, routed: IResource, push: Callable[[IRequest, str], Any]) -> None:
+    def __init__(self, routed: IResource, push: Callable[[IRequest, str], Any],
+                 access: AccessCheck) -> None:
         Resource.__init__(self)
         self._routed = routed
         self._push = push
+        self._access = access
 
     def render(self, request: IRequest) -> Any:
         try:
-            path = unquote_to_bytes(request.path).decode("utf-8")
+            path: str | None = unquote_to_bytes(request.path).decode("utf-8")
         except UnicodeDecodeError:
+            path = None
+        if self._access.enabled:
+            refused = self._check_token(request, path)
+            if refused is not None:
+                return refused
+        if path is None:
             return respond_error(request, 400, "Path is not valid UTF-8")
         segments = path.split("/")[1:]
         if (
@@ -141,6 +152,18 @@ class PathCheck(Resource):
         request.requestHeaders.setRawHeaders(b"host", [b"localhost"])
         return self._routed.render(request)
 
+    def _check_token(self, request: IRequest, path: str | None) -> bytes | None:
+        """None when the request may go on (its token's scope noted for the access log), else
+        the 401 or 403 answer."""
+        values = request.requestHeaders.getRawHeaders(b"authorization")
+        decision = self._access.check(request.method, path, values[0] if values else None)
+        request.token_scope = decision.scope  # type: ignore[attr-defined]
+        if not decision.status:
+            return None
+        if decision.status == 401:
+            request.setHeader(b"www-authenticate", b"Bearer")
+        return respond_error(request, decision.status, decision.message)
+
 
 class FireworqAPI:
     app = Klein()
@@ -156,8 +179,12 @@ class FireworqAPI:
         ownership: QueueOwnership,
         settings: dict[str, str],
         started_at: float,
+        access: AccessCheck | None = None,
+        destinations: DestinationPolicy | None = None,
     ) -> None:
         self._clock = clock
+        self._access = access or AccessCheck(())
+        self._destinations = destinations or DestinationPolicy()
         self._store = store
         self._manager = manager
         self._ownership = ownership
@@ -167,7 +194,7 @@ class FireworqAPI:
         self._failures = FailureLog(store, manager)
 
     def resource(self) -> IResource:
-        return PathCheck(self.app.resource(), self.push_now)
+        return PathCheck(self.app.resource(), self.push_now, self._access)
 
     # Errors
 
@@ -456,6 +483,7 @@ class FireworqAPI:
         try:
             validate.category(job_category)
             job, echo = _new_job(self._body(request), job_category, _idempotency_key(request))
+            self.check_destination(job.url)
         except InvalidInput as e:
             return respond_error(request, 400, str(e))
         pushed = self._manager.push_nowait(job_category, job)
@@ -497,6 +525,7 @@ class FireworqAPI:
                 if element is None:
                     raise InvalidInput("must be a JSON object")
                 parsed.append(_new_job(element, job_category, None))
+                self.check_destination(parsed[-1][0].url)
             except InvalidInput as e:
                 raise InvalidInput("Job %d: %s" % (index, e)) from None
         accepted = await self._manager.push_batch(job_category, [job for job, _ in parsed])
@@ -515,6 +544,17 @@ class FireworqAPI:
             return
         request.write(self._failed(request, failure) or b"")
         request.finish()
+
+    def check_destination(self, url: str) -> None:
+        """400 for a push (or a job of a batch) whose URL names a denied address or host name
+        (docs/api.md, POST /job); names that resolve to a denied address are caught when
+        delivering."""
+        if not self._destinations.active:
+            return
+        try:
+            self._destinations.check_literal(validate.url_host(url))
+        except DestinationDenied as e:
+            raise InvalidInput(str(e)) from None
 
     def _body(self, request: IRequest) -> dict[str, jsontext.Member]:
         return jsontext.parse_object(_read(request))

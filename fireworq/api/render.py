@@ -107,6 +107,8 @@ def error(code: int, message: str) -> dict[str, Any]:
 
 REASONS = {
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Request Entity Too Large",

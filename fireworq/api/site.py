@@ -49,6 +49,8 @@ class FireworqRequest(server.Request):
     _saved_content_type: Sequence[bytes] | None = None
     _received = 0
     _refused = False
+    #: The scope of the request's API token, once checked (docs/api.md, Authentication).
+    token_scope: str | None = None
 
     def __init__(self, channel: http.HTTPChannel, queued: object = None) -> None:
         server.Request.__init__(self, channel)
@@ -231,5 +233,5 @@ class FireworqSite(server.Site):
             peer_text(request.getClientAddress()),
             None if user_agent is None else user_agent.decode("utf-8", "replace"),
             request.method.decode("latin-1"), request.uri.decode("latin-1"), request.code,
-            (now - started) * 1000, now,
+            (now - started) * 1000, now, getattr(request, "token_scope", None),
         )

@@ -121,9 +121,28 @@ def is_valid_url(url: str) -> bool:
             return True
     if len(url) > _MAX_URL_BYTES or not _PRINTABLE_ASCII.fullmatch(url):
         return False
+    split = _host_port(url)
+    if split is None:
+        return False
+    port = split[1]
+    if port is None:
+        return True
+    port_number = _small_integer(port, 5)
+    return port_number is not None and 1 <= port_number <= 65535
+
+
+def url_host(url: str) -> str:
+    """The host of a URL that L{is_valid_url} accepts (an IPv6 address without brackets)."""
+    split = _host_port(url)
+    assert split is not None, "url_host of an invalid URL"
+    return split[0]
+
+
+def _host_port(url: str) -> tuple[str, str | None] | None:
+    """Host and port text (None: no port) of an http(s) URL, or None when it has none."""
     scheme = _SCHEME.match(url)
     if scheme is None:
-        return False
+        return None
     rest = url[scheme.end():]
     end = len(rest)
     for separator in "/?#":
@@ -131,22 +150,16 @@ def is_valid_url(url: str) -> bool:
         if found != -1:
             end = min(end, found)
     host_port = rest[:end].rpartition("@")[2]
-    port: str | None
     if host_port.startswith("["):
         host, closing, after = host_port[1:].partition("]")
         if not closing or (after and not after.startswith(":")):
-            return False
+            return None
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            return False
-        port = after[1:] if after else None
-    else:
-        host, colon, port_text = host_port.partition(":")
-        if not host or "[" in host or "]" in host:
-            return False
-        port = port_text if colon else None
-    if port is None:
-        return True
-    port_number = _small_integer(port, 5)
-    return port_number is not None and 1 <= port_number <= 65535
+            return None
+        return host, after[1:] if after else None
+    host, colon, port_text = host_port.partition(":")
+    if not host or "[" in host or "]" in host:
+        return None
+    return host, port_text if colon else None

@@ -13,15 +13,23 @@ import attrs
 from OpenSSL import SSL
 from treq.client import HTTPClient
 from treq.cookies import IndexableCookieJar
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
+from twisted.internet.error import DNSLookupError
 from twisted.internet.interfaces import (
+    IAddress,
+    IHostnameResolver,
+    IHostResolution,
     IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
     IReactorTime,
+    IResolutionReceiver,
     IStreamClientEndpoint,
 )
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -32,6 +40,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from fireworq.delivery.agent import BytesProducer, WorkerAgent
+from fireworq.destinations import DestinationDenied, DestinationPolicy, as_address
 
 __all__ = ["CONNECT_TIMEOUT", "TLS_HANDSHAKE_TIMEOUT", "DeliverySettings", "make_http_client"]
 
@@ -74,12 +83,17 @@ def make_http_client(
     settings: DeliverySettings,
     *,
     handshake_clock: IReactorTime | None = None,
+    destinations: DestinationPolicy | None = None,
+    resolver: IHostnameResolver | None = None,
 ) -> tuple[HTTPClient, WorkerAgent]:
     """The client a Deliverer needs, and its agent (whose idle connections are closed on
     shutdown).
 
     ``reactor`` must provide TCP, time and name resolution.
     ``handshake_clock`` (default: the reactor) runs the TLS handshake deadlines.
+    ``destinations``: where connections may go (docs/configuration.md, Delivery to workers);
+    when it can deny anything, every connection resolves its host with ``resolver`` (default:
+    the reactor's), checks the addresses and connects to a checked one.
     """
     # Without this policy wrapper a server that stalls the handshake would hold a job with
     # timeout 0 forever; the default policy checks certificates against the system's CAs.
@@ -88,7 +102,9 @@ def make_http_client(
     )
     # No proxy: HTTP_PROXY and friends are deliberately not used.
     agent = WorkerAgent(
-        reactor, _Endpoints(reactor, policy).endpoint_for,
+        reactor,
+        _Endpoints(reactor, policy, destinations or DestinationPolicy(),
+                   resolver or getattr(reactor, "nameResolver", None)).endpoint_for,
         persistent=settings.keep_alive,
         max_idle_per_host=settings.max_conns_per_host or 2,
         idle_timeout=settings.idle_conn_timeout or None,
@@ -105,21 +121,99 @@ class _Endpoints:
 
     _reactor: Any
     _policy: IPolicyForHTTPS
+    _destinations: DestinationPolicy
+    #: None only for a reactor without name resolution, when destinations deny nothing.
+    _resolver: IHostnameResolver | None
     _made: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = attrs.field(factory=dict)
 
     def endpoint_for(self, scheme: bytes, host: bytes, port: int) -> IStreamClientEndpoint:
         key = (scheme, host, port)
         endpoint = self._made.get(key)
         if endpoint is None:
-            endpoint = _endpoint(self._reactor, host.decode("ascii"), port)
-            if scheme == b"https":
-                endpoint = wrapClientTLS(self._policy.creatorForNetloc(host, port), endpoint)
-            elif scheme != b"http":
+            if scheme not in (b"http", b"https"):
                 raise SchemeNotSupported(f"unsupported scheme {scheme!r}")
+            creator = self._policy.creatorForNetloc(host, port) if scheme == b"https" else None
+            if self._destinations.active:
+                assert self._resolver is not None, "destination checks need a resolver"
+                endpoint = _CheckedEndpoint(self._reactor, self._resolver, self._destinations,
+                                            host.decode("ascii"), port, creator)
+            else:
+                endpoint = _endpoint(self._reactor, host.decode("ascii"), port)
+                if creator is not None:
+                    endpoint = wrapClientTLS(creator, endpoint)
             if len(self._made) >= _MAX_ENDPOINTS:
                 self._made.clear()
             self._made[key] = endpoint
         return endpoint
+
+
+@implementer(IStreamClientEndpoint)
+@attrs.frozen
+class _CheckedEndpoint:
+    """Resolve, check every address against the destination policy, then connect to a checked
+    address (never to the name again: what is checked is what is reached, so a name that
+    resolves elsewhere the second time cannot slip through). The addresses are tried in the
+    order the resolver gave them."""
+
+    _reactor: Any
+    _resolver: IHostnameResolver
+    _destinations: DestinationPolicy
+    _host: str
+    _port: int
+    _creator: IOpenSSLClientConnectionCreator | None
+
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
+        return Deferred.fromCoroutine(self._connect(factory))
+
+    async def _connect(self, factory: IProtocolFactory) -> IProtocol:
+        host = self._host.strip("[]")
+        if self._destinations.name_decision(host) is False:
+            raise DestinationDenied(host.rstrip("."))
+        if as_address(host) is not None:
+            addresses = [host]
+        else:
+            resolving = _resolve(self._resolver, host, self._port)
+            addresses = await resolving.addTimeout(CONNECT_TIMEOUT, self._reactor)
+        checked = self._destinations.check_resolved(host, addresses)
+        failure: Exception = DNSLookupError(f"no address for {host}")
+        for address in dict.fromkeys(checked):
+            endpoint = _endpoint(self._reactor, address, self._port)
+            if self._creator is not None:
+                endpoint = wrapClientTLS(self._creator, endpoint)
+            try:
+                protocol: IProtocol = await endpoint.connect(factory)
+                return protocol
+            except CancelledError:
+                raise
+            except Exception as e:
+                failure = e
+        raise failure
+
+
+@implementer(IResolutionReceiver)
+class _Addresses:
+    def __init__(self, done: Deferred[list[str]]) -> None:
+        self._done = done
+        self._addresses: list[str] = []
+
+    def resolutionBegan(self, resolutionInProgress: IHostResolution) -> None:
+        pass
+
+    def addressResolved(self, address: IAddress) -> None:
+        host = getattr(address, "host", None)
+        if isinstance(host, str):
+            self._addresses.append(host)
+
+    def resolutionComplete(self) -> None:
+        if not self._done.called:
+            self._done.callback(self._addresses)
+
+
+def _resolve(resolver: IHostnameResolver, host: str, port: int) -> Deferred[list[str]]:
+    """The addresses ``host`` resolves to (a late answer after a cancel is ignored)."""
+    done: Deferred[list[str]] = Deferred(lambda _: None)
+    resolver.resolveHostName(_Addresses(done), host, port)
+    return done
 
 
 class _NoCookies(IndexableCookieJar):

@@ -24,6 +24,7 @@ from fireworq.delivery.target import (
     parse_target,
     resolve_location,
 )
+from fireworq.destinations import DestinationDenied
 from fireworq.masking import mask_url
 from fireworq.model import Job, ResultStatus, WorkerResult
 
@@ -41,6 +42,7 @@ _TO_GET = frozenset({301, 302, 303})
 _REPEAT = frozenset({307, 308})
 
 _INTERNAL_FAILURE = ResultStatus.INTERNAL_FAILURE.value
+_PERMANENT_FAILURE = ResultStatus.PERMANENT_FAILURE.value
 _FAILURE = ResultStatus.FAILURE.value
 
 _log = Logger()
@@ -183,6 +185,11 @@ class Deliverer:
             except _Stopped:
                 return _request_failed(_no_response_in_time(job))
             except Exception as exc:
+                denied = _denial(exc)
+                if denied is not None:
+                    # A retry would go to the same place: the job fails at once
+                    # (docs/worker-protocol.md, Redirects, connections, proxies).
+                    return WorkerResult(_PERMANENT_FAILURE, 0, str(denied))
                 return _request_failed(describe(exc))
             location = _redirect_location(response)
             if location is None:
@@ -233,6 +240,17 @@ def _redirect_location(response: IResponse) -> str | None:
     if not values or not values[0]:
         return None
     return values[0].decode("utf-8", "surrogateescape")
+
+
+def _denial(error: BaseException) -> DestinationDenied | None:
+    """The DestinationDenied behind a failed request, through the agent's wrappers."""
+    if isinstance(error, DestinationDenied):
+        return error
+    for reason in getattr(error, "reasons", None) or ():
+        found = _denial(reason.value)
+        if found is not None:
+            return found
+    return None
 
 
 def _no_response_in_time(job: Job) -> str:
