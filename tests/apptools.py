@@ -33,6 +33,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from fireworq.access import AccessCheck
 from fireworq.api.app import FireworqAPI
 from fireworq.api.site import FireworqSite
 from fireworq.cluster.memory import MemoryLocks
@@ -377,6 +378,8 @@ class ApiHarness:
             clock=self.clock, store=self.store, manager=self.manager,  # type: ignore[arg-type]
             ownership=self.ownership, settings=settings(config),
             started_at=self.clock.seconds(),
+            access=AccessCheck(config.all_api_tokens, metrics_public=config.metrics_public),
+            destinations=config.destinations,
         )
         self.site = FireworqSite(
             self.api.resource(), clock=self.clock,
@@ -397,6 +400,9 @@ class ApiHarness:
         if isinstance(outcome[0], Failure):
             outcome[0].raiseException()
         self._stub: StubTreq | None = None
+        #: Sent as ``Authorization: Bearer`` by L{request} (and so by the set-up helpers)
+        #: unless a request names its own ``token`` (None: no header).
+        self.token: str | None = None
 
     # Raw HTTP
 
@@ -424,7 +430,10 @@ class ApiHarness:
         **kwargs: Any,
     ) -> RawResponse:
         """One request on a new connection. A C{str} body is UTF-8; a non-bytes, non-str body
-        is sent as compact JSON."""
+        is sent as compact JSON. C{token=...} overrides L{token} for this request."""
+        token = kwargs.pop("token", self.token)
+        if token is not None:
+            headers = [*headers, (b"Authorization", b"Bearer " + token.encode("ascii"))]
         if body is not None and not isinstance(body, bytes):
             if isinstance(body, str):
                 body = body.encode("utf-8")

@@ -110,11 +110,11 @@ STORE_ENDPOINTS: list[tuple[str, str, Any]] = [
 ]
 
 SETTING_KEYS = [
-    "access_log", "access_log_tag", "bind", "config_refresh_interval",
-    "dispatch_idle_conn_timeout", "dispatch_keep_alive", "dispatch_max_conns_per_host",
+    "access_log", "access_log_tag", "api_tokens", "api_tokens_file", "bind",
+    "config_refresh_interval", "dispatch_allow", "dispatch_deny", "dispatch_idle_conn_timeout", "dispatch_keep_alive", "dispatch_max_conns_per_host",
     "dispatch_max_response_body", "dispatch_user_agent", "driver", "error_log",
-    "error_log_level", "keep_alive", "max_pending_pushes", "max_request_body", "mysql_dsn",
-    "mysql_lock_scope", "pid",
+    "error_log_level", "keep_alive", "max_pending_pushes", "max_request_body", "metrics_public",
+    "mysql_dsn", "mysql_lock_scope", "pid",
     "queue_default", "queue_default_max_workers", "queue_default_polling_interval", "queue_log",
     "queue_log_level", "queue_log_tag", "queue_mysql_dsn", "repository_mysql_dsn",
     "shutdown_timeout", "sqlite_path",
@@ -614,13 +614,15 @@ class SettingsTests(APITestCase):
         response = self.node.get("/settings")
         self.assertJSONResponse(response, 200)
         self.assertEqual(ordered(response.body), [
-            ("access_log", ""), ("access_log_tag", "fireworq.access"),
-            ("bind", "127.0.0.1:8080"), ("config_refresh_interval", "1000"),
+            ("access_log", ""), ("access_log_tag", "fireworq.access"), ("api_tokens", "0"),
+            ("api_tokens_file", ""), ("bind", "127.0.0.1:8080"),
+            ("config_refresh_interval", "1000"), ("dispatch_allow", ""), ("dispatch_deny", ""),
             ("dispatch_idle_conn_timeout", "0"), ("dispatch_keep_alive", "false"),
             ("dispatch_max_conns_per_host", "10"), ("dispatch_max_response_body", "1048576"),
             ("dispatch_user_agent", "Fireworq/0.1.0"), ("driver", "in-memory"),
             ("error_log", ""), ("error_log_level", "info"), ("keep_alive", "false"),
-            ("max_pending_pushes", "10000"), ("max_request_body", "1048576"), ("mysql_dsn", "tcp(localhost:3306)/fireworq"),
+            ("max_pending_pushes", "10000"), ("max_request_body", "1048576"),
+            ("metrics_public", "false"), ("mysql_dsn", "tcp(localhost:3306)/fireworq"),
             ("mysql_lock_scope", "database"), ("pid", ""), ("queue_default", ""),
             ("queue_default_max_workers", "20"), ("queue_default_polling_interval", "200"),
             ("queue_log", ""), ("queue_log_level", "info"),
@@ -629,7 +631,9 @@ class SettingsTests(APITestCase):
             ("sqlite_path", "fireworq.sqlite3"),
         ])
         self.assertEqual([key for key, _ in ordered(response.body)], SETTING_KEYS)
-        self.assertEqual(len(SETTING_KEYS), 28)  # Fireworq's 27 and max_pending_pushes
+        # Fireworq's 26 and our 7: mysql_lock_scope, max_pending_pushes, api_tokens,
+        # api_tokens_file, dispatch_allow, dispatch_deny, metrics_public.
+        self.assertEqual(len(SETTING_KEYS), 33)
 
     def test_givenValuesAndMasking(self) -> None:
         """When values are configured, they are shown as given, computed defaults resolved,

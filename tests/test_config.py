@@ -36,6 +36,12 @@ SETTINGS_EXAMPLE = json.loads(
     '"shutdown_timeout":"30","sqlite_path":"fireworq.sqlite3"}'
 )
 
+#: Keys of fireworq-py beyond Fireworq's (docs/configuration.md, Keys), with their defaults.
+OURS = {
+    "api_tokens": "0", "api_tokens_file": "", "dispatch_allow": "", "dispatch_deny": "",
+    "max_pending_pushes": "10000", "metrics_public": "false", "mysql_lock_scope": "database",
+}
+
 INT64_MAX = 2**63 - 1
 #: (key, minimum, maximum) of every integer key (docs/configuration.md, Keys).
 INTEGER_RANGES = [
@@ -57,9 +63,10 @@ def env(key: str) -> str:
 
 class KeyTests(SynchronousTestCase):
     def test_keys(self) -> None:
-        """When the keys are listed, there are the 27 of docs/configuration.md, Keys and
-        max_pending_pushes, in alphabetical order, one Config attribute each."""
-        self.assertEqual(len(KEYS), 28)
+        """When the keys are listed, there are Fireworq's 26 and our 7 (docs/configuration.md,
+        Keys), in alphabetical order, one Config attribute each."""
+        self.assertEqual(len(KEYS), 33)
+        self.assertEqual(len(set(KEYS) - set(OURS)), 26)
         self.assertEqual(list(KEYS), sorted(KEYS))
         self.assertEqual(Config.KEYS, KEYS)
         fields = [f.name for f in attrs.fields(Config) if f.name != "given_text"]
@@ -75,15 +82,13 @@ class KeyTests(SynchronousTestCase):
 class DefaultTests(SynchronousTestCase):
     def test_defaults(self) -> None:
         """When nothing is given, settings() is the example of docs/api.md, GET /settings except
-        for the keys the example configured (driver, mysql_dsn, queue_default), plus
-        mysql_lock_scope and max_pending_pushes."""
+        for the keys the example configured (driver, mysql_dsn, queue_default), plus ours."""
         expected = dict(
             SETTINGS_EXAMPLE,
             driver="sqlite",
             mysql_dsn="tcp(localhost:3306)/fireworq",
             queue_default="",
-            mysql_lock_scope="database",
-            max_pending_pushes="10000",
+            **OURS,
         )
         result = settings(load_config({}, {}))
         self.assertEqual(result, expected)
@@ -91,7 +96,7 @@ class DefaultTests(SynchronousTestCase):
 
     def test_example(self) -> None:
         """When the example's values are given, settings() is the example of docs/api.md, GET
-        /settings exactly, with mysql_lock_scope and max_pending_pushes in their places."""
+        /settings exactly, with our keys in their places."""
         config = load_config(
             {
                 "driver": "mysql",
@@ -100,8 +105,7 @@ class DefaultTests(SynchronousTestCase):
             },
             {},
         )
-        expected = dict(SETTINGS_EXAMPLE, mysql_lock_scope="database",
-                        max_pending_pushes="10000")
+        expected = dict(SETTINGS_EXAMPLE, **OURS)
         self.assertEqual(
             json.dumps(settings(config), separators=(",", ":")),
             json.dumps({key: expected[key] for key in KEYS}, separators=(",", ":")),
@@ -140,11 +144,18 @@ class PrecedenceTests(SynchronousTestCase):
 
     def test_everyKeyFromEnvironment(self) -> None:
         """When every key is given by the environment, each is read from its variable."""
+        token_file = self.mktemp()
+        with open(token_file, "w") as f:
+            f.write("t0 read\n")
         values = {
             "access_log": "/var/log/a.log",
             "access_log_tag": "a.tag",
+            "api_tokens": "t1:push,t2:admin",
+            "api_tokens_file": token_file,
             "bind": "0.0.0.0:9",
             "config_refresh_interval": "2",
+            "dispatch_allow": "10.1.0.0/16",
+            "dispatch_deny": "10.0.0.0/8,metadata.internal",
             "dispatch_idle_conn_timeout": "3",
             "dispatch_keep_alive": "true",
             "dispatch_max_conns_per_host": "4",
@@ -156,6 +167,7 @@ class PrecedenceTests(SynchronousTestCase):
             "keep_alive": "true",
             "max_pending_pushes": "5",
             "max_request_body": "6",
+            "metrics_public": "1",
             "mysql_dsn": "u:p@tcp(h:1)/d",
             "mysql_lock_scope": "server",
             "pid": "/run/f.pid",
@@ -178,7 +190,9 @@ class PrecedenceTests(SynchronousTestCase):
         self.assertEqual(from_env.queue_log_level, "error")
         masked = dict(values, mysql_dsn="u:***@tcp(h:1)/d")
         masked.update(queue_mysql_dsn="u:***@tcp(h:2)/d", repository_mysql_dsn="u:***@tcp(h:3)/d")
+        masked.update(api_tokens="2")  # how many, never the tokens
         self.assertEqual(settings(from_env), masked)
+        self.assertEqual(len(from_env.all_api_tokens), 3)
 
     def test_emptyEnvironmentIsUnset(self) -> None:
         """When an environment variable is set but empty, the default is used."""
