@@ -136,9 +136,7 @@ def scope_allows(scope: str, method: bytes, path: str) -> bool:
     return scope == PUSH and method == b"POST" and path.startswith(_PUSH_PREFIXES)
 
 
-def is_public(method: bytes, path: str | None, metrics_public: bool) -> bool:
-    if path is None:
-        return False
+def is_public(method: bytes, path: str, metrics_public: bool) -> bool:
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return True
     return metrics_public and path == METRICS_PATH
@@ -173,14 +171,15 @@ class AccessCheck:
     def enabled(self) -> bool:
         return bool(self._digests)
 
-    def check(self, method: bytes, path: str | None, authorization: bytes | None) -> Decision:
-        """The decision for a request; ``path`` is None when it is not valid UTF-8."""
+    def check(self, method: bytes, path: str, authorization: bytes | None) -> Decision:
+        """The decision for a request to ``path`` (percent-decoded; bytes that are not UTF-8
+        replaced)."""
         if not self._digests or is_public(method, path, self._metrics_public):
             return _OPEN
         scope = self.scope_of(authorization)
         if scope is None:
             return _MISSING if authorization is None else _UNKNOWN
-        if not scope_allows(scope, method, path or ""):
+        if not scope_allows(scope, method, path):
             return Decision(403, scope, "API token scope %s does not allow %s %s" % (
                 scope, method.decode("latin-1"), path))
         return self._allowed[scope]

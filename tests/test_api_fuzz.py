@@ -36,6 +36,8 @@ from fireworq.model import NewJob, Routing
 
 REASONS = {
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Request Entity Too Large",
@@ -43,6 +45,12 @@ REASONS = {
     503: "Service Unavailable",
 }
 MAX_BODY = 20000
+#: Some examples run on a node with API tokens and destination checks (docs/api.md,
+#: Authentication; docs/configuration.md, Delivery to workers).
+SECURED = {"api_tokens": "r3ad:read,pu5h:push,adm1n:admin",
+           "dispatch_deny": "127.0.0.0/8,::1,169.254.0.0/16,evil.test",
+           "dispatch_allow": "127.0.0.5"}
+ADMIN_TOKEN = "adm1n"
 
 #: Every route of docs/api.md, Routes and its methods.
 ROUTES = {
@@ -146,7 +154,9 @@ json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
     st.sampled_from(["http://worker.internal:8000/send", "https://h/", "ftp://x", "http://",
-                     "http://h:0", "http://[::1]:80/x", "mail", "t", "", "send_welcome"]),
+                     "http://h:0", "http://[::1]:80/x", "mail", "t", "", "send_welcome",
+                     "http://127.0.0.1/x", "http://127.0.0.5/", "http://[::ffff:127.0.0.1]/",
+                     "http://EVIL.test./", "http://u:p@169.254.169.254:80/"]),
 )
 json_values = st.recursive(
     json_scalars,
@@ -220,15 +230,24 @@ headers = st.lists(
                                                b"100-continue", b"keep-alive", b"close"])),
     max_size=4,
 )
+authorizations = st.one_of(
+    st.none(), st.sampled_from([b"Bearer r3ad", b"Bearer pu5h", b"Bearer adm1n", b"bearer adm1n",
+                                b"Bearer", b"Bearer ", b"Basic adm1n", b"Bearer adm1n x",
+                                b"Bearer \xff"]),
+    header_values, header_values.map(lambda v: b"Bearer " + v),
+)
 hosts = st.one_of(st.just(b"fireworq.test"), header_values, st.none(),
                   st.sampled_from([b"a..b", b"a" * 70, b"[::1]:8080", b"\xff"]))
 
 
-def fixture_node() -> ApiHarness:
+def fixture_node(secured: bool = False) -> ApiHarness:
     """A node with the known queues and routings, jobs waiting, deferred and in the failure
     log. Built through the queue manager: it is made for every example, and HTTP requests
-    would cost twice the time."""
-    node = ApiHarness({"max_request_body": str(MAX_BODY), "queue_default": "default"})
+    would cost twice the time. ``secured``: with API tokens and destination checks (the
+    harness's own requests then carry the admin token)."""
+    node = ApiHarness({"max_request_body": str(MAX_BODY), "queue_default": "default",
+                       **(SECURED if secured else {})})
+    node.token = ADMIN_TOKEN if secured else None
     results = itertools.cycle([SUCCESS, FAILURE, PERMANENT])
     node.deliverer.script = lambda job: next(results)
     manager = node.manager
@@ -260,8 +279,8 @@ class APIFuzzTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.addCleanup(utc())
 
-    def run_example(self, example: Callable[[], None]) -> None:
-        self.node = fixture_node()
+    def run_example(self, example: Callable[[], None], secured: bool = False) -> None:
+        self.node = fixture_node(secured)
         try:
             example()
         finally:
@@ -325,17 +344,28 @@ class APIFuzzTests(SynchronousTestCase):
     @given(target=targets(), query=queries(), body=bodies, extra=headers,
            chunked=st.booleans(), chunk_size=st.integers(1, 5000), host=hosts,
            store_down=st.integers(0, 9).map(lambda n: n == 0), elapse=st.sampled_from(
-               [0, 0, 0, 0.1, 1.5]))
+               [0, 0, 0, 0.1, 1.5]), secured=st.integers(0, 3).map(lambda n: n == 0),
+           authorization=authorizations)
     @example(target=("DELETE", "/queue/mail"), query="", body=None, extra=[], chunked=False,
-             chunk_size=1, host=b"fireworq.test", store_down=False, elapse=0)
+             chunk_size=1, host=b"fireworq.test", store_down=False, elapse=0, secured=False,
+             authorization=None)
     @example(target=("GET", "//routing/TRACEBACK/"), query="", body=None, extra=[],
-             chunked=False, chunk_size=1, host=b"fireworq.test", store_down=True, elapse=0)
+             chunked=False, chunk_size=1, host=b"fireworq.test", store_down=True, elapse=0,
+             secured=False, authorization=None)
+    @example(target=("POST", "/job/send_welcome"), query="",
+             body=b'{"url":"http://127.0.0.1/x"}', extra=[], chunked=False, chunk_size=1,
+             host=b"fireworq.test", store_down=False, elapse=0, secured=True,
+             authorization=b"Bearer pu5h")
     def test_anyRequest(self, target: tuple[str, str], query: str, body: bytes | None,
                         extra: list[tuple[str, bytes]], chunked: bool, chunk_size: int,
-                        host: bytes | None, store_down: bool, elapse: float) -> None:
+                        host: bytes | None, store_down: bool, elapse: float, secured: bool,
+                        authorization: bytes | None) -> None:
         """When any valid HTTP/1.1 request comes to any route, the answer is never a 500 or a
-        traceback, every error is the JSON of docs/api.md, Errors, and the node keeps answering."""
+        traceback, every error is the JSON of docs/api.md, Errors, and the node keeps answering
+        (also with API tokens and destination checks on, whatever Authorization is sent)."""
         method, path = target
+        if authorization is not None:
+            extra = [*extra, ("Authorization", authorization)]
 
         def example() -> None:
             self.node.store.down = store_down
@@ -351,18 +381,19 @@ class APIFuzzTests(SynchronousTestCase):
                 self.node.advance(elapse)
             self.still_answers()
 
-        self.run_example(example)
+        self.run_example(example, secured)
 
     @settings(max_examples=200, deadline=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(category=categories, body=objects, raw_payload=st.one_of(
         st.none(), json_values.map(lambda v: json.dumps(v, indent=1).encode()),
         st.sampled_from([b'"\\ud800"', b'"\\u0000<>&\\u2028"', b"1" + b"0" * 400,
-                         b"-0.0e-0", b'"  {\\"a\\": 1} "', b'""', b'"NaN"'])))
-    def test_pushes(self, category: str, body: dict[str, Any], raw_payload: bytes | None
-                    ) -> None:
-        """When arbitrary pushes are made, each answer is 200, 400 or 404, and every
-        accepted job can then be inspected and deleted."""
+                         b"-0.0e-0", b'"  {\\"a\\": 1} "', b'""', b'"NaN"'])),
+           secured=st.integers(0, 3).map(lambda n: n == 0))
+    def test_pushes(self, category: str, body: dict[str, Any], raw_payload: bytes | None,
+                    secured: bool) -> None:
+        """When arbitrary pushes are made, each answer is 200, 400 or 404 (with a push token
+        when tokens are on), and every accepted job can then be inspected and deleted."""
         if raw_payload is not None:
             body = dict(body, payload="__PAYLOAD__")
         text = json.dumps(body).encode()
@@ -370,7 +401,8 @@ class APIFuzzTests(SynchronousTestCase):
             text = text.replace(b'"__PAYLOAD__"', raw_payload)
 
         def example() -> None:
-            response = self.node.send(build_request("POST", "/job/" + category, text))
+            extra = [("Authorization", "Bearer pu5h")] if secured else []
+            response = self.node.send(build_request("POST", "/job/" + category, text, extra))
             self.check(response, False)
             self.assertIn(response.status, (200, 400, 404), response.body)
             if response.status == 200:
@@ -384,4 +416,4 @@ class APIFuzzTests(SynchronousTestCase):
                 self.node.advance(0.25)
             self.still_answers()
 
-        self.run_example(example)
+        self.run_example(example, secured)

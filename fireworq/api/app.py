@@ -126,15 +126,15 @@ class PathCheck(Resource):
         self._access = access
 
     def render(self, request: IRequest) -> Any:
-        try:
-            path: str | None = unquote_to_bytes(request.path).decode("utf-8")
-        except UnicodeDecodeError:
-            path = None
+        raw_path = unquote_to_bytes(request.path)
         if self._access.enabled:
-            refused = self._check_token(request, path)
+            # Before the path's own checks: without a token, every path gets the same 401.
+            refused = self._check_token(request, raw_path.decode("utf-8", "replace"))
             if refused is not None:
                 return refused
-        if path is None:
+        try:
+            path = raw_path.decode("utf-8")
+        except UnicodeDecodeError:
             return respond_error(request, 400, "Path is not valid UTF-8")
         segments = path.split("/")[1:]
         if (
@@ -152,7 +152,7 @@ class PathCheck(Resource):
         request.requestHeaders.setRawHeaders(b"host", [b"localhost"])
         return self._routed.render(request)
 
-    def _check_token(self, request: IRequest, path: str | None) -> bytes | None:
+    def _check_token(self, request: IRequest, path: str) -> bytes | None:
         """None when the request may go on (its token's scope noted for the access log), else
         the 401 or 403 answer."""
         values = request.requestHeaders.getRawHeaders(b"authorization")
