@@ -272,6 +272,26 @@ class ClientScenario:
         self.assertEqual((received.path, received.header("authorization")),
                          ("/healthz", "Bearer s3cret"))
 
+    async def test_daemonWithTokens(self: Any) -> None:
+        """Against a daemon with API tokens (docs/api.md, Authentication), a client with a
+        token of the right scope works, one without gets 401 and one with too small a scope
+        403, as APIError."""
+        daemon = await Daemon.start(self, "in-memory", ["--api-tokens=adm1n:admin,r3ad:read"])
+        admin = self.connect(self, daemon.base_url, token="adm1n")
+        reader = self.connect(self, daemon.base_url, token="r3ad")
+        anonymous = self.connect(self, daemon.base_url)
+        await self.call(admin.put_queue, "q")
+        self.assertEqual([q.name for q in await self.call(reader.queues)], ["q"])
+        self.assertTrue(await self.call(anonymous.healthy))
+        for client, method, args, code, message in [
+            (anonymous, "queues", (), 401,
+             "Missing API token: send 'Authorization: Bearer <token>'"),
+            (reader, "put_queue", ("q2",), 403, "API token scope read does not allow PUT /queue/q2"),
+        ]:
+            with self.assertRaises(APIError) as raised:
+                await self.call(getattr(client, method), *args)
+            self.assertEqual((raised.exception.code, raised.exception.message), (code, message))
+
 
 class BlockingClientTests(ClientScenario, TestCase):
     def connect(self, case: TestCase, server: str, token: str | None = None) -> Client:

@@ -187,6 +187,16 @@ class CommandTests(TestCase):
         self.assertEqual((received.path, received.header("authorization")),
                          ("/queues", "Bearer t0k"))
 
+    async def test_daemonWithTokens(self) -> None:
+        """Against a daemon with API tokens, the token of --token or FIREWORQ_TOKEN is sent;
+        without one the command prints the 401 and exits 1."""
+        self.daemon = await Daemon.start(self, "in-memory", ["--api-tokens=adm1n:admin"])
+        self.assertEqual(await self.fireworq("queues", "--token", "adm1n"), "(none)\n")
+        self.assertEqual(await self.fireworq("queues", FIREWORQ_TOKEN="adm1n"), "(none)\n")
+        await self.fireworq("queues", status=1)
+        self.assertEqual(self.err, "fireworq: 401 Unauthorized: Missing API token: send"
+                                   " 'Authorization: Bearer <token>'\n")
+
     async def test_python_dash_m(self) -> None:
         """When run as ``python -m fireworq``, the commands work the same."""
         await self.start()
