@@ -1,4 +1,4 @@
-"""API tokens (docs/api.md, Authentication; docs/configuration.md, Server): every route of the
+"""API tokens (docs/api.md, Authentication; docs/configuration.md, API tokens): every route of the
 app's route table under every scope, the public paths, the access log, the settings and the token
 file."""
 
