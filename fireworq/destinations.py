@@ -27,6 +27,8 @@ __all__ = ["DestinationDenied", "DestinationList", "DestinationPolicy", "parse_d
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Digits and dots only, or an IPv6 form: meant as an address, so not taken for a host name.
+_ADDRESS_LIKE = re.compile(r"[0-9.]+|[0-9A-Fa-f:.%]*:[0-9A-Fa-f:.%]*")
 _HOST_NAME = re.compile(r"([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 
 
@@ -71,13 +73,14 @@ def parse_destinations(text: str) -> DestinationList:
             networks.append(ipaddress.ip_network(entry, strict=False))
             continue
         except ValueError:
-            pass
+            if "/" in entry or _ADDRESS_LIKE.fullmatch(entry):
+                raise ValueError(f"has an invalid CIDR: {entry!r}") from None
         name = entry.lower().rstrip(".")
         wildcard = name.startswith("*.")
         if wildcard:
             name = name[2:]
-        if not _HOST_NAME.fullmatch(name) or name.replace(".", "").isdigit():
-            raise ValueError(f"entry {entry!r} is neither a CIDR nor a host name")
+        if not _HOST_NAME.fullmatch(name):
+            raise ValueError(f"has an entry that is neither a CIDR nor a host name: {entry!r}")
         if wildcard:
             suffixes.append("." + name)
         else:

@@ -21,12 +21,14 @@ from apptools import ApiHarness, utc
 from e2e import Daemon, eventually
 from fireworq.client import APIError
 from fireworq.client.twisted import TwistedClient
+from fireworq.config import load_config
 from fireworq.delivery import Deliverer, make_http_client
 from fireworq.destinations import (
     DestinationDenied,
     DestinationPolicy,
     parse_destinations,
 )
+from fireworq.errors import ConfigError
 from test_delivery import WorkerTestCase, make_job, make_settings, reactor, respond
 
 DENIED_LOCAL = "127.0.0.0/8,::1/128"
@@ -51,6 +53,18 @@ class RuleTests(SynchronousTestCase):
         for text in ("10.0.0.0/33", "bad_name", "300.1.1.1", "a..b", "*.", "http://x"):
             with self.assertRaises(ValueError, msg=text):
                 parse_destinations(text)
+
+    def test_configErrors(self) -> None:
+        """An invalid list stops the start, naming the key and the entry."""
+        for text, problem in [
+            ("10.0.0.0/8,10.0.0.0/33", "has an invalid CIDR: '10.0.0.0/33'"),
+            ("300.1.1.1", "has an invalid CIDR: '300.1.1.1'"),
+            ("ok.test,bad_name", "has an entry that is neither a CIDR nor a host name: 'bad_name'"),
+        ]:
+            with self.assertRaises(ConfigError) as caught:
+                load_config({}, {"FIREWORQ_DISPATCH_DENY": text})
+            self.assertEqual(str(caught.exception),
+                             f'invalid dispatch_deny (FIREWORQ_DISPATCH_DENY): "{text}" {problem}')
 
     def test_nothingDeniedByDefault(self) -> None:
         """With DENY empty nothing is checked, whatever ALLOW says."""
