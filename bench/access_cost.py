@@ -1,6 +1,6 @@
 """What API tokens cost per request and destination checks per delivery (docs/api.md,
 Authentication; docs/configuration.md, Where deliveries may go), each against its baseline
-measured in the same run, in alternating blocks so that machine noise hits both alike.
+measured in the same run.
 
 1. Tokens: CPU microseconds per request through the daemon's own site (FireworqSite, the real
    request parsing, the API and the access log, on an in-memory store, over an in-process
@@ -12,9 +12,11 @@ measured in the same run, in alternating blocks so that machine noise hits both 
    new connection per delivery as by default, to an in-process worker on 127.0.0.1), for an
    IP-literal URL and for ``localhost``, with nothing denied and with
    ``DISPATCH_DENY=10.0.0.0/8,169.254.0.0/16,fd00::/8`` (which lets 127.0.0.1 through); plus
-   the check of resolved addresses alone.
+   the check of resolved addresses alone. The cases take turns in small chunks, so that whatever
+   else the machine does falls on all of them alike.
 
-Usage: python bench/access_cost.py [--requests 4000] [--deliveries 600] [--blocks 5]
+Usage: python bench/access_cost.py [--requests 40000] [--chunk 200] [--deliveries 4000]
+       [--delivery-chunk 50]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import argparse
 import json
 import statistics
 import time
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.address import IPv4Address
@@ -39,6 +41,7 @@ from fireworq.cluster.memory import MemoryLocks
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
 from fireworq.destinations import DestinationPolicy, parse_destinations
+from fireworq.lifecycle import tune_garbage_collector
 from fireworq.logs import AccessLog, LineWriter, QueueLog
 from fireworq.model import Job, JobStatus, WorkerResult
 from fireworq.queues import QueueDefaults, QueueManager
@@ -83,43 +86,58 @@ def make_site(tokens: str) -> tuple[FireworqSite, Clock, QueueManager]:
     return site, clock, manager
 
 
-def request_cpu_us(tokens: str, raw: bytes, count: int) -> float:
-    """CPU microseconds per request of ``raw`` through a fresh node."""
-    site, clock, manager = make_site(tokens)
-    address = IPv4Address("TCP", "127.0.0.1", 40000)
-    started = time.process_time()
-    for _ in range(count):
-        transport = StringTransport(peerAddress=address, hostAddress=address)
-        protocol = site.buildProtocol(address)
-        assert protocol is not None
-        protocol.makeConnection(transport)
-        protocol.dataReceived(raw)
-        clock.advance(0)
-        clock.advance(0)
-        assert transport.value().startswith(b"HTTP/1.1 200"), transport.value()[:300]
-    used = time.process_time() - started
-    manager.close()
-    return used / count * 1e6
+class _Node:
+    """One in-memory node and the raw request sent to it."""
+
+    def __init__(self, tokens: str, raw: bytes) -> None:
+        self.site, self.clock, self.manager = make_site(tokens)
+        self.raw = raw
+        self.address = IPv4Address("TCP", "127.0.0.1", 40000)
+        self.cpu = 0.0
+        self.requests = 0
+
+    def run(self, count: int) -> None:
+        site, clock, raw, address = self.site, self.clock, self.raw, self.address
+        started = time.process_time()
+        for _ in range(count):
+            transport = StringTransport(peerAddress=address, hostAddress=address)
+            protocol = site.buildProtocol(address)
+            assert protocol is not None
+            protocol.makeConnection(transport)
+            protocol.dataReceived(raw)
+            clock.advance(0)
+            clock.advance(0)
+            assert transport.value().startswith(b"HTTP/1.1 200"), transport.value()[:300]
+        self.cpu += time.process_time() - started
+        self.requests += count
+
+    @property
+    def us(self) -> float:
+        return self.cpu / self.requests * 1e6
 
 
-def tokens_figures(requests: int, blocks: int) -> dict[str, float]:
+def tokens_figures(requests: int, chunk: int) -> dict[str, float]:
+    """CPU µs per request of each case; the cases take turns every ``chunk`` requests, so that
+    whatever else the machine does falls on all of them alike."""
     push_token = b"Authorization: Bearer pu5h-Hc2s9Kq1Vn7Rb4Tx8Wz0\r\n"
     read_token = b"Authorization: Bearer r3ad-4vX0c3Q9kYf1yq8C2Jt7\r\n"
-    cases: dict[str, Callable[[], float]] = {
-        "push_open": lambda: request_cpu_us("", PUSH % (b"", len(PUSH_BODY), PUSH_BODY),
-                                            requests),
-        "push_open_header": lambda: request_cpu_us(
-            "", PUSH % (push_token, len(PUSH_BODY), PUSH_BODY), requests),
-        "push_tokens": lambda: request_cpu_us(
-            TOKENS, PUSH % (push_token, len(PUSH_BODY), PUSH_BODY), requests),
-        "read_open": lambda: request_cpu_us("", READ % b"", requests),
-        "read_tokens": lambda: request_cpu_us(TOKENS, READ % read_token, requests),
+    nodes = {
+        "push_open": _Node("", PUSH % (b"", len(PUSH_BODY), PUSH_BODY)),
+        "push_open_header": _Node("", PUSH % (push_token, len(PUSH_BODY), PUSH_BODY)),
+        "push_tokens": _Node(TOKENS, PUSH % (push_token, len(PUSH_BODY), PUSH_BODY)),
+        "read_open": _Node("", READ % b""),
+        "read_tokens": _Node(TOKENS, READ % read_token),
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(blocks):
-        for name, run in cases.items():
-            samples[name].append(run())
-    figures = {name: statistics.median(values) for name, values in samples.items()}
+    for node in nodes.values():  # warm-up
+        node.run(chunk)
+        node.cpu, node.requests = 0.0, 0
+    order = list(nodes.values())
+    for turn in range(max(1, requests // chunk)):
+        for node in order[turn % len(order):] + order[:turn % len(order)]:
+            node.run(chunk)
+    figures = {name: node.us for name, node in nodes.items()}
+    for node in nodes.values():
+        node.manager.close()
     for tokens in (3, 100):
         check = AccessCheck(parse_tokens(",".join(f"t0ken{n}:push" for n in range(tokens))))
         header = b"Bearer t0ken1"
@@ -143,41 +161,56 @@ def job(url: str) -> Job:
                timeout=10)
 
 
-async def delivery_cpu_us(url: str, destinations: DestinationPolicy, count: int) -> float:
-    settings = DeliverySettings(user_agent="bench", keep_alive=False, max_conns_per_host=10,
-                                idle_conn_timeout=0, max_response_body=1_048_576)
-    http, pool = make_http_client(reactor, settings, destinations=destinations)
-    deliverer = Deliverer(http, reactor, settings)
-    started = time.process_time()
-    for _ in range(count):
-        result = await deliverer.deliver(job(url))
-        assert result.status == "success", result
-    used = time.process_time() - started
-    await pool.closeCachedConnections()
-    return used / count * 1e6
+class _Deliveries:
+    """One Deliverer (its own client and pool) and the URL it delivers to."""
+
+    def __init__(self, url: str, destinations: DestinationPolicy) -> None:
+        settings = DeliverySettings(user_agent="bench", keep_alive=False, max_conns_per_host=10,
+                                    idle_conn_timeout=0, max_response_body=1_048_576)
+        http, self.pool = make_http_client(reactor, settings, destinations=destinations)
+        self.deliverer = Deliverer(http, reactor, settings)
+        self.url = url
+        self.cpu = 0.0
+        self.deliveries = 0
+
+    async def run(self, count: int) -> None:
+        started = time.process_time()
+        for _ in range(count):
+            result = await self.deliverer.deliver(job(self.url))
+            assert result.status == "success", result
+        self.cpu += time.process_time() - started
+        self.deliveries += count
+
+    @property
+    def us(self) -> float:
+        return self.cpu / self.deliveries * 1e6
 
 
-async def destination_figures(deliveries: int, blocks: int) -> dict[str, float]:
+async def destination_figures(deliveries: int, chunk: int) -> dict[str, float]:
+    """CPU µs per delivery of each case, the cases taking turns every ``chunk`` deliveries."""
     factory = Factory.forProtocol(_Answer)
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     number = port.getHost().port
     deny = DestinationPolicy(parse_destinations(DENY), parse_destinations(""))
     cases = {
-        "literal_open": (f"http://127.0.0.1:{number}/w", DestinationPolicy()),
-        "literal_checked": (f"http://127.0.0.1:{number}/w", deny),
-        "name_open": (f"http://localhost:{number}/w", DestinationPolicy()),
-        "name_checked": (f"http://localhost:{number}/w", deny),
+        "literal_open": _Deliveries(f"http://127.0.0.1:{number}/w", DestinationPolicy()),
+        "literal_checked": _Deliveries(f"http://127.0.0.1:{number}/w", deny),
+        "name_open": _Deliveries(f"http://localhost:{number}/w", DestinationPolicy()),
+        "name_checked": _Deliveries(f"http://localhost:{number}/w", deny),
     }
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases.values())
     try:
-        for url, rule in cases.values():  # warm-up
-            await delivery_cpu_us(url, rule, 50)
-        for _ in range(blocks):
-            for name, (url, rule) in cases.items():
-                samples[name].append(await delivery_cpu_us(url, rule, deliveries))
+        for case in order:  # warm-up
+            await case.run(chunk)
+            case.cpu, case.deliveries = 0.0, 0
+        for turn in range(max(1, deliveries // chunk)):
+            for case in order[turn % len(order):] + order[:turn % len(order)]:
+                await case.run(chunk)
     finally:
+        for case in order:
+            await case.pool.closeCachedConnections()
         await port.stopListening()
-    figures = {name: statistics.median(values) for name, values in samples.items()}
+    figures = {name: case.us for name, case in cases.items()}
     started = time.process_time()
     for _ in range(100_000):
         deny.check_resolved("worker.internal", ["192.0.2.10"])
@@ -187,13 +220,15 @@ async def destination_figures(deliveries: int, blocks: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--deliveries", type=int, default=600)
-    parser.add_argument("--blocks", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=40000)
+    parser.add_argument("--chunk", type=int, default=200)
+    parser.add_argument("--deliveries", type=int, default=4000)
+    parser.add_argument("--delivery-chunk", type=int, default=50)
     arguments = parser.parse_args()
-    tokens = tokens_figures(arguments.requests, arguments.blocks)
-    print("API tokens, CPU µs per request (median of %d blocks of %d):"
-          % (arguments.blocks, arguments.requests))
+    tune_garbage_collector()  # as the daemon does
+    tokens = tokens_figures(arguments.requests, arguments.chunk)
+    print("API tokens, CPU µs per request (%d requests each, taking turns every %d):"
+          % (arguments.requests, arguments.chunk))
     for kind in ("push", "read"):
         open_us, token_us = tokens[f"{kind}_open"], tokens[f"{kind}_tokens"]
         print("  %-5s no tokens %6.1f  with tokens %6.1f  cost %+5.1f" % (
@@ -204,14 +239,15 @@ def main() -> None:
         tokens["check_only_3_tokens"], tokens["check_only_100_tokens"]))
 
     outcome: list[Any] = []
-    done = Deferred.fromCoroutine(destination_figures(arguments.deliveries, arguments.blocks))
+    done = Deferred.fromCoroutine(
+        destination_figures(arguments.deliveries, arguments.delivery_chunk))
     done.addBoth(outcome.append).addBoth(lambda _: reactor.stop())
     reactor.run()
     if not isinstance(outcome[0], dict):
         outcome[0].raiseException()
     destinations: dict[str, float] = outcome[0]
-    print("Destination checks, CPU µs per delivery (new connection each; median of %d blocks"
-          " of %d):" % (arguments.blocks, arguments.deliveries))
+    print("Destination checks, CPU µs per delivery (new connection each; %d deliveries each,"
+          " taking turns every %d):" % (arguments.deliveries, arguments.delivery_chunk))
     for kind in ("literal", "name"):
         open_us, checked_us = destinations[f"{kind}_open"], destinations[f"{kind}_checked"]
         print("  %-7s nothing denied %6.1f  DISPATCH_DENY set %6.1f  cost %+5.1f" % (
