@@ -132,13 +132,20 @@ class _Endpoints:
         if endpoint is None:
             if scheme not in (b"http", b"https"):
                 raise SchemeNotSupported(f"unsupported scheme {scheme!r}")
+            text = host.decode("ascii")
+            checked = self._destinations.active
+            if checked and as_address(text) is not None:
+                # A literal address is what is reached: checked once, here (a denied one is
+                # not kept, so every attempt to reach it is refused the same way).
+                self._destinations.check_resolved(text, [text])
+                checked = False
             creator = self._policy.creatorForNetloc(host, port) if scheme == b"https" else None
-            if self._destinations.active:
+            if checked:
                 assert self._resolver is not None, "destination checks need a resolver"
                 endpoint = _CheckedEndpoint(self._reactor, self._resolver, self._destinations,
-                                            host.decode("ascii"), port, creator)
+                                            text, port, creator)
             else:
-                endpoint = _endpoint(self._reactor, host.decode("ascii"), port)
+                endpoint = _endpoint(self._reactor, text, port)
                 if creator is not None:
                     endpoint = wrapClientTLS(creator, endpoint)
             if len(self._made) >= _MAX_ENDPOINTS:
@@ -150,8 +157,8 @@ class _Endpoints:
 @implementer(IStreamClientEndpoint)
 @attrs.frozen
 class _CheckedEndpoint:
-    """Resolve, check every address against the destination policy, then connect to a checked
-    address (never to the name again: what is checked is what is reached, so a name that
+    """For a host name: resolve, check every address against the destination policy, then
+    connect to a checked address (never to the name again: what is checked is what is reached, so a name that
     resolves elsewhere the second time cannot slip through). The addresses are tried in the
     order the resolver gave them."""
 
@@ -166,14 +173,11 @@ class _CheckedEndpoint:
         return Deferred.fromCoroutine(self._connect(factory))
 
     async def _connect(self, factory: IProtocolFactory) -> IProtocol:
-        host = self._host.strip("[]")
+        host = self._host
         if self._destinations.name_decision(host) is False:
             raise DestinationDenied(host.rstrip("."))
-        if as_address(host) is not None:
-            addresses = [host]
-        else:
-            resolving = _resolve(self._resolver, host, self._port)
-            addresses = await resolving.addTimeout(CONNECT_TIMEOUT, self._reactor)
+        resolving = _resolve(self._resolver, host, self._port)
+        addresses = await resolving.addTimeout(CONNECT_TIMEOUT, self._reactor)
         checked = self._destinations.check_resolved(host, addresses)
         failure: Exception = DNSLookupError(f"no address for {host}")
         for address in dict.fromkeys(checked):
