@@ -158,9 +158,9 @@ class _Endpoints:
 @attrs.frozen
 class _CheckedEndpoint:
     """For a host name: resolve, check every address against the destination policy, then
-    connect to a checked address (never to the name again: what is checked is what is reached, so a name that
-    resolves elsewhere the second time cannot slip through). The addresses are tried in the
-    order the resolver gave them."""
+    connect to a checked address (never to the name again: what is checked is what is
+    reached, so a name that resolves elsewhere the second time cannot slip through). The
+    addresses are tried in the order the resolver gave them."""
 
     _reactor: Any
     _resolver: IHostnameResolver
