@@ -178,6 +178,10 @@ class KeySpec:
 
 _LEVEL_DEFAULT = "info; debug when DEBUG is set"
 
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
 #: Every key, in the order of docs/configuration.md, Keys and of ``/settings`` (alphabetical, as
 #: Fireworq's).
 SPECS: tuple[KeySpec, ...] = (
@@ -197,9 +201,10 @@ SPECS: tuple[KeySpec, ...] = (
         "api_tokens_file",
         parse_token_file,
         "",
-        "file of API tokens, a 'token scope' line each (# comments), read at start",
+        "file of API tokens, a 'token scope' line each (# comments), read at start;"
+        " /settings shows its path and how many",
         "none",
-        show=lambda file: file.path,
+        show=lambda file: f"{file.path} ({_count(len(file.tokens), 'token')})" if file.path else "",
     ),
     KeySpec(
         "bind",

@@ -263,12 +263,13 @@ class TokenTests(SynchronousTestCase):
 
 class SettingsTests(SynchronousTestCase):
     def test_settingsShowCountNotTokens(self) -> None:
-        """/settings shows how many tokens api_tokens has and the file's path, never a token."""
+        """/settings shows how many tokens api_tokens has and the file's path with how many it
+        has, never a token."""
         path = self.token_file("f1le-t0ken push\n")
         config = load_config({"api_tokens": TOKENS, "api_tokens_file": path}, {})
         shown = settings(config)
         self.assertEqual(shown["api_tokens"], "3")
-        self.assertEqual(shown["api_tokens_file"], path)
+        self.assertEqual(shown["api_tokens_file"], f"{path} (1 token)")
         self.assertEqual(shown["metrics_public"], "false")
         text = repr(shown) + repr(config)
         for token in (*SCOPE_TOKENS.values(), "f1le-t0ken"):

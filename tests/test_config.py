@@ -190,7 +190,8 @@ class PrecedenceTests(SynchronousTestCase):
         self.assertEqual(from_env.queue_log_level, "error")
         masked = dict(values, mysql_dsn="u:***@tcp(h:1)/d")
         masked.update(queue_mysql_dsn="u:***@tcp(h:2)/d", repository_mysql_dsn="u:***@tcp(h:3)/d")
-        masked.update(api_tokens="2")  # how many, never the tokens
+        # How many, never the tokens.
+        masked.update(api_tokens="2", api_tokens_file=f"{token_file} (1 token)")
         self.assertEqual(settings(from_env), masked)
         self.assertEqual(len(from_env.all_api_tokens), 3)
 
