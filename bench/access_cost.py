@@ -30,9 +30,11 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from fireworq.access import AccessCheck, parse_tokens
 from fireworq.api.app import FireworqAPI
@@ -108,6 +110,10 @@ class _Node:
             clock.advance(0)
             clock.advance(0)
             assert transport.value().startswith(b"HTTP/1.1 200"), transport.value()[:300]
+            # As when the client's side closes: the connection's timeout goes off the clock
+            # (left there, ever more pending calls would slow every later request).
+            protocol.connectionLost(Failure(ConnectionDone()))
+        assert len(clock.getDelayedCalls()) < 10, len(clock.getDelayedCalls())
         self.cpu += time.process_time() - started
         self.requests += count
 
