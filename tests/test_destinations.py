@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from zope.interface import implementer
@@ -29,7 +30,16 @@ from fireworq.destinations import (
     parse_destinations,
 )
 from fireworq.errors import ConfigError
-from test_delivery import WorkerTestCase, make_job, make_settings, reactor, respond
+from test_delivery import (
+    Worker,
+    WorkerTestCase,
+    _Quiet,
+    make_job,
+    make_settings,
+    reactor,
+    respond,
+    self_signed_tls,
+)
 
 DENIED_LOCAL = "127.0.0.0/8,::1/128"
 
@@ -162,12 +172,12 @@ class FakeResolver:
 class DeliveryTests(WorkerTestCase):
     """Deliveries against real workers on 127.0.0.x, names resolved by a FakeResolver."""
 
-    def deliverer(self, deny: str, allow: str = "",
-                  answers: dict[str, list[str]] | None = None) -> tuple[Deliverer, FakeResolver]:
+    def deliverer(self, deny: str, allow: str = "", answers: dict[str, list[str]] | None = None,
+                  handshake_clock: Any = None) -> tuple[Deliverer, FakeResolver]:
         resolver = FakeResolver(answers or {})
         settings = make_settings()
         http, pool = make_http_client(reactor, settings, destinations=policy(deny, allow),
-                                      resolver=resolver)
+                                      resolver=resolver, handshake_clock=handshake_clock)
         self._pools.append(pool)
         return Deliverer(http, reactor, settings), resolver
 
@@ -265,6 +275,20 @@ class DeliveryTests(WorkerTestCase):
         result = await deliverer.deliver(make_job(first))
         self.assertEqual(result.message, "Destination denied: 127.0.0.2")
         self.assertEqual(hidden.seen, [])
+
+    async def test_httpsOverTheCheckedAddress(self) -> None:
+        """https to a checked name: TLS runs on the connection to the checked address, and the
+        certificate is verified against the URL's host name, not the address."""
+        worker = Worker(respond())
+        port, _ = self.listen(_Quiet(worker, timeout=None), tls=self_signed_tls())
+        deliverer, resolver = self.deliverer(DENIED_LOCAL, allow="127.0.0.1",
+                                             answers={"worker.test": ["127.0.0.1"]},
+                                             handshake_clock=Clock())
+        result = await deliverer.deliver(make_job(f"https://worker.test:{port}/"))
+        self.assertEqual((result.status, result.message),
+                         ("internal-failure",
+                          "Request failed: TLS certificate does not match the host name"))
+        self.assertEqual(resolver.asked, ["worker.test"])
 
     async def test_noPolicyNoResolution(self) -> None:
         """Nothing denied (the default): no resolver is consulted, deliveries as before."""
