@@ -4,7 +4,9 @@ docs/api.md."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from io import StringIO
 
 import attrs
@@ -144,9 +146,10 @@ class PrecedenceTests(SynchronousTestCase):
 
     def test_everyKeyFromEnvironment(self) -> None:
         """When every key is given by the environment, each is read from its variable."""
-        token_file = self.mktemp()
-        with open(token_file, "w") as f:
+        fd, token_file = tempfile.mkstemp(prefix="fireworq-tokens-")
+        with os.fdopen(fd, "w") as f:
             f.write("t0 read\n")
+        self.addCleanup(os.unlink, token_file)
         values = {
             "access_log": "/var/log/a.log",
             "access_log_tag": "a.tag",
