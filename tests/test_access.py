@@ -67,7 +67,7 @@ def body_for(method: str, path: str) -> Any:
     if method == "PUT":
         return {}
     if method == "POST" and path.startswith("/jobs/"):
-        return [{"url": URL}]
+        return {"jobs": [{"url": URL}]}
     if method == "POST" and path.startswith("/job/"):
         return {"url": URL}
     return None
@@ -190,6 +190,19 @@ class TokenTests(SynchronousTestCase):
             self.node.post("/job/cat", {"url": URL}, token=SCOPE_TOKENS["read"]).status, 403)
         self.assertEqual(
             self.node.post("/job/cat", {"url": URL}, token=SCOPE_TOKENS["push"]).status, 200)
+
+    def test_batchWithPushToken(self) -> None:
+        """A push token may push batches (docs/api.md, POST /jobs); a read token may not."""
+        self.node.token = SCOPE_TOKENS["admin"]
+        self.node.define_queue("q1")
+        self.node.define_routing("cat", "q1")
+        batch = {"jobs": [{"url": URL}, {"url": URL}]}
+        self.assertEqual(self.node.post("/jobs/cat", batch, token=None).status, 401)
+        self.assertEqual(self.node.post("/jobs/cat", batch, token=SCOPE_TOKENS["read"]).status,
+                         403)
+        response = self.node.post("/jobs/cat", batch, token=SCOPE_TOKENS["push"])
+        self.assertEqual(response.status, 200)
+        self.assertEqual(len(response.json()["jobs"]), 2)
 
     def test_unknownPathsAndBadPaths(self) -> None:
         """Without a token, a path no route serves and a path that is not UTF-8 get 401 too:

@@ -143,6 +143,16 @@ class PushTests(SynchronousTestCase):
             self.assertEqual(response.json()["message"], f"Destination denied: {denied}", url)
         self.assertEqual(self.node.get("/queue/q/waiting").json()["jobs"], [])
 
+    def test_batch(self) -> None:
+        """docs/api.md, POST /jobs: a job naming a denied destination refuses the batch."""
+        response = self.node.post("/jobs/cat", {"jobs": [{"url": "http://192.0.2.1/"},
+                                                         {"url": "http://127.0.0.1/x"}]})
+        self.assertEqual(response.status, 400)
+        self.assertEqual(response.json()["message"], "Job 1: Destination denied: 127.0.0.1")
+        self.assertEqual(self.node.get("/queue/q/waiting").json()["jobs"], [])
+        response = self.node.post("/jobs/cat", {"jobs": [{"url": "http://127.0.0.5/"}]})
+        self.assertEqual(response.status, 200)
+
     def test_allowedAndNames(self) -> None:
         """An allowed literal and a host name (checked when delivering) are accepted."""
         for url in ("http://127.0.0.5/x", "http://localhost:8000/x", "http://192.0.2.1/"):
