@@ -25,6 +25,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 from fireworq import __version__, jsontext
 from fireworq.access import AccessCheck
 from fireworq.api import render, validate
+from fireworq.api.console import Console, load_files
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.cursor import decode_cursor
 from fireworq.destinations import DestinationDenied, DestinationPolicy
@@ -71,6 +72,8 @@ MAX_BATCH_JOBS = 1000
 IDEMPOTENCY_KEY = b"idempotency-key"
 DUPLICATE_HEADER = b"fireworq-duplicate"
 DUPLICATE_JOBS_HEADER = b"fireworq-duplicate-jobs"
+#: The console's files (docs/console.md), read once: they do not change while the daemon runs.
+CONSOLE_FILES = load_files()
 
 
 def push_answer(job_id: int, queue_name: str, job: NewJob, payload_text: str) -> bytes:
@@ -119,11 +122,12 @@ class PathCheck(Resource):
     isLeaf = True
 
     def __init__(self, routed: IResource, push: Callable[[IRequest, str], Any],
-                 access: AccessCheck) -> None:
+                 access: AccessCheck, console: Console) -> None:
         Resource.__init__(self)
         self._routed = routed
         self._push = push
         self._access = access
+        self._console = console
 
     def render(self, request: IRequest) -> Any:
         raw_path = unquote_to_bytes(request.path)
@@ -146,6 +150,8 @@ class PathCheck(Resource):
             return respond_error(request, 404, "No such endpoint: %s" % path)
         if request.method == b"POST" and path.startswith("/job/") and len(path) > 5:
             return self._push(request, path[5:])
+        if Console.claims(path):
+            return self._console.render(request, path)
         # Klein binds its URL map to the Host header's name, and werkzeug refuses a name that
         # is not UTF-8 or not IDNA (a text/html 400, or a 500 for "a..b"). No route depends
         # on the host, so routing is given one that always binds.
@@ -192,9 +198,10 @@ class FireworqAPI:
         self._started_at = started_at
         self._store_counts = StoreCounts(store, clock, timeout=READINESS_TIMEOUT)
         self._failures = FailureLog(store, manager)
+        self._console = Console(CONSOLE_FILES)
 
     def resource(self) -> IResource:
-        return PathCheck(self.app.resource(), self.push_now, self._access)
+        return PathCheck(self.app.resource(), self.push_now, self._access, self._console)
 
     # Errors
 
