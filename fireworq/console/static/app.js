@@ -46,8 +46,10 @@ export function message(text, kind = "error") {
   return el;
 }
 
+// A new page drops the errors of the last one; confirmations stay for their few seconds
+// (an action's confirmation usually comes with the page shown again).
 function clearMessages() {
-  document.getElementById("messages").replaceChildren();
+  for (const el of document.querySelectorAll("#messages .message.error")) el.remove();
 }
 
 let current = null; // {refresh, dispose} of the page shown
@@ -74,6 +76,7 @@ export function go(hash) {
 async function route() {
   renderCount += 1;
   const mine = renderCount;
+  const hash = location.hash || "#/";
   if (current && current.dispose) current.dispose();
   current = null;
   clearMessages();
@@ -97,6 +100,9 @@ async function route() {
     view.append(h("p", { class: "message error", role: "alert" }, `Could not show this page: ${e.message}`));
   }
   replace(main, view);
+  // What is shown, and how many pages were: the browser tests wait on them.
+  main.dataset.route = hash;
+  main.dataset.renders = String(mine);
   document.title = (main.querySelector("h1")?.textContent || "console") + " · fireworq";
   main.focus({ preventScroll: true });
 }

@@ -1,0 +1,262 @@
+"""The console in a real browser (docs/console.md): headless Chromium against a real daemon
+and an in-process worker, through the pages a person would use.
+
+Each test loads its pages with no console error and no failed request but the ones it
+expects (``Browser.assert_clean``), with every control labelled, and checks each page at
+375 px wide. With FIREWORQ_UPDATE_SCREENSHOTS=1 the same steps write docs/console/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.trial.unittest import TestCase
+
+from browser import Browser
+from e2e import Daemon, Received, Worker, Answer, bounded, eventually, failure, success
+
+QUEUE = "mail"
+CATEGORY = "welcome"
+
+
+def fail_when_asked(received: Received) -> Answer:
+    """The worker: a retryable failure for a payload with "fail": true, else success."""
+    payload = received.json
+    return failure("asked to fail") if isinstance(payload, dict) and payload.get("fail") \
+        else success()
+
+
+class ConsoleBrowserTests(TestCase):
+    timeout = 120
+
+    async def start(self, policy: Any = fail_when_asked) -> tuple[Daemon, Worker, Browser]:
+        worker = await Worker.start(self, policy)
+        daemon = await Daemon.start(self, "sqlite")
+        browser = await Browser.start(self, daemon.base_url)
+        return daemon, worker, browser
+
+    async def test_createQueueRoutingPushAndWatchCompletions(self) -> None:
+        daemon, worker, browser = await self.start()
+        await browser.open("/")
+        self.assertEqual(await browser.text("main h1"), "Overview")
+        self.assertIn("No queues yet", await browser.text("main tbody"))
+        await browser.assert_clean(self)
+
+        # A queue, from the overview's form: the console goes to its page.
+        await browser.type("main form input[name=name]", QUEUE)
+        await browser.type("main form input[name=max_workers]", "4")
+        await browser.rendered_after(
+            lambda d: d.find_element("css selector", "main form button[type=submit]").click(),
+            "the queue page")
+        self.assertEqual(await browser.script("return location.hash"), "#/queue/" + QUEUE)
+        self.assertEqual((await daemon.api.ok("GET", "/queue/" + QUEUE))["max_workers"], 4)
+
+        # A routing, from the routings page.
+        await browser.open("/routings")
+        await browser.type("main input[name=job_category]", CATEGORY)
+        await browser.type("main input[name=queue_name]", QUEUE)
+        await browser.rendered_after(
+            lambda d: d.find_element("css selector", "main form button[type=submit]").click(),
+            "the routings again")
+        self.assertEqual(await browser.texts(f"main tbody tr[data-category={CATEGORY}] td"),
+                         [CATEGORY, QUEUE, "Change\nDelete"])
+        self.assertEqual(await daemon.api.ok("GET", "/routings"),
+                         [{"queue_name": QUEUE, "job_category": CATEGORY}])
+        await browser.screenshots(self, "routings")
+        await browser.assert_clean(self)
+
+        # The push form refuses a payload that is not JSON, at the field, without sending.
+        await browser.open("/push")
+        await browser.type("main input[name=category]", CATEGORY)
+        await browser.type("main input[name=url]", worker.url("/send"))
+        await browser.type("main textarea[name=payload]", '{"user": 42,}')
+        await browser.click("main form button[type=submit]")
+        await browser.wait_for(
+            "return document.querySelector('textarea[name=payload]')"
+            ".getAttribute('aria-invalid') === 'true'", what="the payload's error")
+        self.assertIn("Not JSON", await browser.text("main .field-error:not(:empty)"))
+        self.assertEqual((await daemon.api.stats(QUEUE))["total_pushes"], 0)
+
+        # Pushed from the form: the answer is shown, the worker gets the payload as typed.
+        await browser.type("main textarea[name=payload]", '{"user": 42}')
+        await browser.type("main input[name=max_retries]", "2")
+        await browser.click("main form button[type=submit]")
+        await browser.wait_for("return document.querySelector('#push-answer pre')",
+                               what="the push's answer")
+        answer = json.loads(await browser.text("#push-answer pre"))
+        self.assertEqual((answer["queue_name"], answer["category"], answer["payload"],
+                          answer["max_retries"]), (QUEUE, CATEGORY, {"user": 42}, 2))
+        [received] = await worker.wait_for(1)
+        self.assertEqual(received.body, b'{"user": 42}')
+        await browser.screenshots(self, "push")
+        await browser.assert_clean(self)
+
+        # The overview counts the completion, and keeps counting as jobs come.
+        await browser.open("/")
+        await browser.wait_for(
+            "return document.getElementById('total-completes').textContent === '1'",
+            what="one completion on the overview")
+        for n in range(5):
+            await daemon.api.push_ok(CATEGORY, worker.url("/send"), '{"n": %d}' % n)
+        await browser.wait_for(
+            "return document.getElementById('total-completes').textContent === '6'",
+            what="six completions on the overview")
+        row = await browser.texts(f"main tbody tr[data-queue={QUEUE}] > *")
+        self.assertEqual(row[0], QUEUE)
+        self.assertEqual(row[2], "running")
+        # A reload shows the same page (the route is in the URL).
+        await browser.open("/", reload=True)
+        self.assertEqual(await browser.text("main h1"), "Overview")
+        await browser.screenshots(self, "overview")
+        await browser.assert_clean(self)
+
+    async def test_definitionErrorsAtTheField(self) -> None:
+        daemon, worker, browser = await self.start()
+        await daemon.api.put_queue(QUEUE, max_workers=3)
+        await browser.open("/queue/" + QUEUE)
+        await browser.type("main input[name=max_workers]", "abc")
+        await browser.click("main form button[type=submit]")
+        await browser.wait_for(
+            "return document.getElementById("
+            "document.querySelector('input[name=max_workers]').id + '-error').textContent",
+            what="the API's message at max_workers")
+        message = await browser.script(
+            "return document.getElementById("
+            "document.querySelector('input[name=max_workers]').id + '-error').textContent")
+        self.assertEqual(message, "Field 'max_workers' must be an integer from 0 to 10000")
+        # A rate without a burst: the API's message at the first field it names.
+        await browser.type("main input[name=max_workers]", "5")
+        await browser.type("main input[name=max_dispatches_per_second]", "2.5")
+        await browser.click("main form button[type=submit]")
+        await browser.wait_for(
+            "return document.querySelector('input[name=max_dispatches_per_second]')"
+            ".getAttribute('aria-invalid') === 'true'", what="the rate's error")
+        await browser.type("main input[name=max_burst_size]", "5")
+        await browser.click("main form button[type=submit]")
+        await browser.wait_for("return document.querySelector('.message.ok')",
+                               what="saved")
+        self.assertEqual(await daemon.api.ok("GET", "/queue/" + QUEUE), {
+            "name": QUEUE, "polling_interval": 100, "max_workers": 5,
+            "max_dispatches_per_second": 2.5, "max_burst_size": 5})
+        await browser.assert_clean(self, expected=[f"400 {daemon.base_url}/queue/{QUEUE}"])
+        # An unknown queue is a message on the page, not a blank screen.
+        await browser.open("/queue/nope")
+        self.assertIn("No such queue: nope", await browser.text("main"))
+        await browser.assert_clean(self, expected=[f"404 {daemon.base_url}/queue/nope"])
+
+    async def test_pauseAndResume(self) -> None:
+        daemon, worker, browser = await self.start()
+        await daemon.api.put_queue(QUEUE)
+        await daemon.api.put_routing(CATEGORY, QUEUE)
+        await browser.open("/queue/" + QUEUE)
+        self.assertEqual(await browser.text("main h1 .badge"), "running")
+        await browser.rendered_after(lambda d: d.find_element("id", "pause").click(), "paused")
+        self.assertEqual(await browser.text("main h1 .badge"), "paused")
+        self.assertEqual(await browser.text("#pause"), "Resume")
+        self.assertTrue((await daemon.api.ok("GET", "/queue/" + QUEUE))["paused"])
+        await daemon.api.push_ok(CATEGORY, worker.url(), '{"n": 1}')
+        await eventually(lambda: _waiting(daemon), what="the job waiting")
+        self.assertEqual(worker.received, [])
+        await browser.screenshots(self, "queue")
+        await browser.rendered_after(lambda d: d.find_element("id", "pause").click(), "resumed")
+        self.assertEqual(await browser.text("main h1 .badge"), "running")
+        await worker.wait_for(1)
+        self.assertNotIn("paused", await daemon.api.ok("GET", "/queue/" + QUEUE))
+        await browser.assert_clean(self)
+
+    async def test_failAndRetryFromTheFailureLog(self) -> None:
+        daemon, worker, browser = await self.start()
+        await daemon.api.put_queue(QUEUE)
+        await daemon.api.put_routing(CATEGORY, QUEUE)
+        await daemon.api.put_routing("other", QUEUE)
+        for n in range(3):
+            await daemon.api.push_ok(CATEGORY, worker.url(), '{"fail": true, "n": %d}' % n)
+        await daemon.api.push_ok("other", worker.url(), '{"fail": true, "n": 9}')
+        await eventually(lambda: _failed_count(daemon, 4), what="four failures")
+        # The worker now takes the jobs.
+        worker.policy = lambda received: success()
+        await browser.open(f"/queue/{QUEUE}/failed")
+        ids = [int(i) for i in await browser.script(
+            "return [...document.querySelectorAll('tr[data-failure]')].map((r) => r.dataset.failure)")]
+        self.assertEqual(len(ids), 4)
+        await browser.screenshots(self, "failure-log")
+
+        # One entry's page: every field, the payload pretty-printed.
+        await browser.open(f"/queue/{QUEUE}/failed/{ids[0]}")
+        self.assertEqual(json.loads(await browser.text("main pre.json"))["n"], 9)
+        self.assertIn("asked to fail", await browser.text("main dl"))
+        await browser.screenshots(self, "failed-job")
+
+        # Retry one from its row: it is delivered, and leaves the log.
+        await browser.open(f"/queue/{QUEUE}/failed")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", f"tr[data-failure='{ids[1]}'] button[aria-label^=Retry]").click(),
+            "the log after a retry")
+        await worker.wait_for(1)
+        self.assertNotIn(ids[1], [f["id"] for f in await daemon.api.failed(QUEUE)])
+
+        # Delete the selected one.
+        await browser.click(f"tr[data-failure='{ids[2]}'] input[type=checkbox]")
+        await browser.rendered_after(lambda d: d.find_element("id", "delete-selected").click(),
+                                     "the log after a delete")
+        remaining = sorted(f["id"] for f in await daemon.api.failed(QUEUE))
+        self.assertEqual(remaining, sorted([ids[0], ids[3]]))
+
+        # Filter by category, then retry all matching: only that category's entry goes.
+        await browser.type("main input[name=category]", "other")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", "main form button[type=submit]").click(), "the filtered log")
+        self.assertEqual(await browser.script(
+            "return [...document.querySelectorAll('tr[data-failure]')].length"), 1)
+        await browser.click("main button:not(.danger):not([type=submit])"
+                            ":not(#retry-selected):not([aria-label])")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", ".confirm button.danger").click(), "the log after retrying all")
+        await worker.wait_for(2)
+        self.assertEqual([f["category"] for f in await daemon.api.failed(QUEUE)], [CATEGORY])
+        self.assertIn("Retried 1 entries", await browser.text("#messages"))
+        await browser.assert_clean(self)
+
+    async def test_pageThroughAThousandWaitingJobs(self) -> None:
+        daemon, worker, browser = await self.start()
+        await daemon.api.put_queue(QUEUE)
+        await daemon.api.put_routing(CATEGORY, QUEUE)
+        await daemon.api.ok("POST", f"/queue/{QUEUE}/pause")
+        results = await bounded(
+            [lambda n=n: daemon.api.push_ok(CATEGORY, worker.url(), '{"n": %d}' % n)
+             for n in range(1000)], 16)
+        pushed = {r["id"] for r in results}
+        self.assertEqual(len(pushed), 1000)
+        await browser.open(f"/queue/{QUEUE}/waiting")
+        seen: list[int] = []
+        for page in range(10):
+            ids = [int(t) for t in await browser.texts("main tbody tr td:first-child a")]
+            self.assertEqual(len(ids), 100, f"page {page + 1}")
+            seen += ids
+            if page == 0:
+                await browser.screenshots(self, "waiting")
+            if page < 9:
+                await browser.rendered_after(
+                    lambda d: d.find_element("id", "next-page").click(), f"page {page + 2}")
+        self.assertEqual(seen, sorted(pushed, reverse=True))
+        self.assertEqual(await browser.texts("main nav[aria-label=Pages] a"), ["First page"])
+        # A job's page: every field, the payload, delete.
+        await browser.open(f"/queue/{QUEUE}/job/{seen[0]}")
+        self.assertEqual(json.loads(await browser.text("main pre.json")), {"n": 999})
+        await browser.screenshots(self, "job")
+        await browser.click("main .actions .danger")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", ".confirm button.danger").click(), "the list after a delete")
+        reply = await daemon.api.request("GET", f"/queue/{QUEUE}/job/{seen[0]}")
+        self.assertEqual(reply.code, 404)
+        await browser.assert_clean(self)
+
+
+async def _waiting(daemon: Daemon) -> bool:
+    page = await daemon.api.ok("GET", f"/queue/{QUEUE}/waiting")
+    return len(page["jobs"]) == 1
+
+
+async def _failed_count(daemon: Daemon, n: int) -> bool:
+    return len(await daemon.api.failed(QUEUE)) == n
