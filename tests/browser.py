@@ -198,11 +198,12 @@ class Browser:
         return int(await self.script(
             "return document.documentElement.scrollWidth - window.innerWidth"))
 
-    async def screenshots(self, case: TestCase, name: str) -> None:
+    async def screenshots(self, case: TestCase, name: str, dark: bool = False) -> None:
         """At desktop and phone width: the page must fit the phone's width; with
-        FIREWORQ_UPDATE_SCREENSHOTS=1 both are written to docs/console/<name>-*.png."""
+        FIREWORQ_UPDATE_SCREENSHOTS=1 both are written to docs/console/<name>-*.png.
+        The browser is left at desktop width, light."""
         for label, size_step in (("phone", self.phone), ("desktop", self.desktop)):
-            await size_step()
+            await size_step(dark)
             # A frame for the layout (and the chart's canvas) to follow the new size.
             await self.script("return new Promise((r) => requestAnimationFrame(() => "
                               "requestAnimationFrame(() => r(true))))")
@@ -212,6 +213,8 @@ class Browser:
                 path = os.path.join(SCREENSHOTS, f"{name}-{label}.png")
                 os.makedirs(SCREENSHOTS, exist_ok=True)
                 await self.do(lambda d: d.save_screenshot(path))
+        if dark:
+            await self.desktop()
 
 
 def _wait(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str,

@@ -65,7 +65,10 @@ ROUTES = {
     "/queue/{q}/pause": "POST", "/queue/{q}/resume": "POST",
     "/routings": "GET HEAD", "/routing/{c}": "GET HEAD PUT DELETE", "/job/{c}": "POST",
     "/jobs/{c}": "POST",
+    # The console's files (docs/console.md).
+    "/console": "GET HEAD", "/console/{f}": "GET HEAD",
 }
+CONSOLE_FILES = ["", "index.html", "app.js", "console.css", "__init__.py", "static"]
 TOKEN_CHARS = "!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits
 
 # Names that exist on the node (defined in setUp), so deeper code paths are reached.
@@ -116,6 +119,7 @@ def targets(draw: st.DrawFn) -> tuple[str, str]:
 def paths(draw: st.DrawFn, template: str) -> str:
     path = template.replace("{q}", draw(queue_names)).replace("{id}", draw(ids))
     path = path.replace("{c}", draw(categories))
+    path = path.replace("{f}", draw(st.sampled_from(CONSOLE_FILES) | segment_texts))
     if draw(st.integers(0, 9)) == 0:
         path += draw(st.sampled_from(["/", "//", "/x", "/.", "/..", "%2F"]))
     if draw(st.integers(0, 19)) == 0:
@@ -286,14 +290,16 @@ class APIFuzzTests(SynchronousTestCase):
         finally:
             self.node.stop()
 
-    def check(self, response: RawResponse, head: bool) -> None:
+    def check(self, response: RawResponse, head: bool, page: bool = False) -> None:
+        """``page``: the answer may be one of the console's files (HTML among them)."""
         body = response.body
         self.assertNotEqual(response.status, 500, response.raw[:2000])
         self.assertLess(response.status, 600)
         # Python's own marker and HTML tags: an error message may echo the request's path, so a
         # bare word such as "traceback" in it proves nothing (JSON writes "<" as \u003c).
         self.assertNotIn(b"most recent call last", body.lower())
-        self.assertNotIn(b"<html", body.lower())
+        if not (page and response.status == 200):
+            self.assertNotIn(b"<html", body.lower())
         self.assertEqual(self.flushLoggedErrors(), [])
         if not head:
             self.assertEqual(response.header(b"content-length"), b"%d" % len(body),
@@ -373,7 +379,7 @@ class APIFuzzTests(SynchronousTestCase):
                                 chunk_size=chunk_size, host=host)
             head = method == "HEAD"
             response = self.node.send(raw, head=head)
-            self.check(response, head)
+            self.check(response, head, page=path.startswith("/console/"))
             if body is not None and len(body) > MAX_BODY:
                 self.assertEqual(response.status, 413)
             self.node.store.down = False

@@ -105,10 +105,16 @@ class ConsoleBrowserTests(TestCase):
         row = await browser.texts(f"main tbody tr[data-queue={QUEUE}] > *")
         self.assertEqual(row[0], QUEUE)
         self.assertEqual(row[2], "running")
+        await browser.screenshots(self, "overview")
+        await browser.screenshots(self, "overview-dark", dark=True)
+        # Dark: the page's background follows prefers-color-scheme.
+        await browser.desktop(dark=True)
+        self.assertEqual(await browser.script(
+            "return getComputedStyle(document.body).backgroundColor"), "rgb(21, 24, 28)")
+        await browser.desktop()
         # A reload shows the same page (the route is in the URL).
         await browser.open("/", reload=True)
         self.assertEqual(await browser.text("main h1"), "Overview")
-        await browser.screenshots(self, "overview")
         await browser.assert_clean(self)
 
     async def test_definitionErrorsAtTheField(self) -> None:

@@ -58,8 +58,8 @@ export class Chart {
       ctx.textAlign = "right";
       ctx.fillText(formatTick(v), left - 4, y(v) + 4);
     }
-    ctx.textAlign = "center";
     for (let m = 10; m >= 0; m -= 2) {
+      ctx.textAlign = m === 10 ? "left" : m === 0 ? "right" : "center";
       ctx.fillText(m ? `-${m}m` : "now", x(now - m * 60000), height - 5);
     }
     for (const s of SERIES) {

@@ -35,7 +35,19 @@ function count(n) {
 }
 
 // Store counts per queue from /metrics: {queue: {waiting, grabbed, deferred, failed, active}}.
-async function storeCounts() {
+// The daemon reads them from the store at most every 5 s, and /metrics is the largest answer
+// of the API (about 3 kB per queue): the polls read it every 10 s, a page shown afresh at once.
+const COUNTS_EVERY_MS = 10000;
+const countsCache = { at: 0, value: null };
+
+async function storeCounts(fresh = false) {
+  if (!fresh && countsCache.value && Date.now() - countsCache.at < COUNTS_EVERY_MS) return countsCache.value;
+  countsCache.value = await readCounts();
+  countsCache.at = Date.now();
+  return countsCache.value;
+}
+
+async function readCounts() {
   const metrics = parseMetrics(await api("GET", "/metrics"));
   const out = {};
   const of = (name) => (out[name] ||= {});
@@ -140,9 +152,9 @@ async function overview(ctx) {
       ].map(([t, c]) => h("th", { scope: "col", class: c || null }, t)))), body)),
     h("h2", {}, "New queue"), createForm.form);
 
-  async function refresh() {
+  async function refresh(first = false) {
     const [definitions, counts, stats] = await Promise.all([
-      api("GET", "/queues"), storeCounts(),
+      api("GET", "/queues"), storeCounts(first),
       history.last ? Promise.resolve(history.stats) : api("GET", "/queues/stats"),
     ]);
     const total = history.total;
@@ -187,7 +199,7 @@ async function overview(ctx) {
       });
     }
   }
-  await refresh();
+  await refresh(true);
   const resize = () => chart.draw(history.total);
   window.addEventListener("resize", resize);
   return { refresh, dispose: () => window.removeEventListener("resize", resize) };
@@ -246,8 +258,8 @@ async function queue(ctx) {
       })),
     h("h2", {}, "Stats (this node)"), cards, chart.el,
     h("h2", {}, "Definition"), form.form);
-  async function refresh() {
-    const [stats, counts] = await Promise.all([api("GET", `/queue/${q(name)}/stats`), storeCounts()]);
+  async function refresh(first = false) {
+    const [stats, counts] = await Promise.all([api("GET", `/queue/${q(name)}/stats`), storeCounts(first)]);
     const c = counts[name] || {};
     const points = history.byQueue.get(name);
     replace(cards,
@@ -261,7 +273,7 @@ async function queue(ctx) {
       card("Completions/s", number(lastRate(points, "completions"))));
     chart.draw(points || []);
   }
-  await refresh();
+  await refresh(true);
   nodeText(name).then((text) => { node.textContent = text; });
   return { refresh };
 }
