@@ -93,13 +93,16 @@ class Browser:
         def go(d: WebDriver) -> None:
             before = d.execute_script(
                 "const m = document.getElementById('main'); return m ? m.dataset.renders : null")
-            d.get(url)
-            if reload:
+            # The same URL again makes no hashchange: load the page again instead.
+            again = reload or d.current_url == url
+            if d.current_url != url:
+                d.get(url)
+            if again:
                 d.refresh()
             _wait(d, lambda d: d.execute_script(
                 "const m = document.getElementById('main');"
                 "return m && m.dataset.route === arguments[0] && m.dataset.renders !== arguments[1]",
-                "#" + fragment, before if not reload else None), f"page {fragment}")
+                "#" + fragment, before if not again else None), f"page {fragment}")
         await self.do(go)
 
     async def wait_for(self, script: str, *args: Any, what: str = "condition",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from selenium.webdriver.common.keys import Keys
 from twisted.trial.unittest import TestCase
 
 from browser import Browser
@@ -55,15 +56,33 @@ class ConsoleBrowserTests(TestCase):
         # A routing, from the routings page.
         await browser.open("/routings")
         await browser.type("main input[name=job_category]", CATEGORY)
+        # From the keyboard: Enter in a field sends the form.
         await browser.type("main input[name=queue_name]", QUEUE)
         await browser.rendered_after(
-            lambda d: d.find_element("css selector", "main form button[type=submit]").click(),
-            "the routings again")
+            lambda d: d.find_element("css selector", "main input[name=queue_name]").send_keys(
+                Keys.ENTER), "the routings again")
         self.assertEqual(await browser.texts(f"main tbody tr[data-category={CATEGORY}] td"),
                          [CATEGORY, QUEUE, "Change\nDelete"])
         self.assertEqual(await daemon.api.ok("GET", "/routings"),
                          [{"queue_name": QUEUE, "job_category": CATEGORY}])
+        # Change a routing's queue, then delete it.
+        await daemon.api.put_queue("other")
+        await daemon.api.put_routing("extra/cat", QUEUE)
+        await browser.open("/routings")
+        await browser.click("tr[data-category='extra/cat'] button[aria-label^=Change]")
+        self.assertEqual(await browser.script(
+            "return document.activeElement.name"), "queue_name")
+        await browser.type("main input[name=queue_name]", "other")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", "main form button[type=submit]").click(), "the changed routing")
+        self.assertEqual((await daemon.api.ok("GET", "/routing/extra/cat"))["queue_name"],
+                         "other")
         await browser.screenshots(self, "routings")
+        await browser.click("tr[data-category='extra/cat'] button.danger")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", ".confirm button.danger").click(), "the routings after a delete")
+        self.assertEqual([r["job_category"] for r in await daemon.api.ok("GET", "/routings")],
+                         [CATEGORY])
         await browser.assert_clean(self)
 
         # The push form refuses a payload that is not JSON, at the field, without sending.
@@ -169,7 +188,22 @@ class ConsoleBrowserTests(TestCase):
         self.assertEqual(await browser.text("main h1 .badge"), "running")
         await worker.wait_for(1)
         self.assertNotIn("paused", await daemon.api.ok("GET", "/queue/" + QUEUE))
+        for page in ("grabbed", "deferred"):
+            await browser.open(f"/queue/{QUEUE}/{page}")
+            self.assertEqual(await browser.text("main p.muted:last-of-type"), f"No {page} jobs.")
+        await browser.open("/nowhere")
+        self.assertEqual(await browser.text("main h1"), "No such page")
         await browser.assert_clean(self)
+
+        # The daemon goes away: a message says so, the page keeps what it showed.
+        await browser.open("/queue/" + QUEUE)
+        await daemon.stop()
+        await browser.wait_for("return document.querySelector('#messages .message.error')",
+                               what="a message about the daemon")
+        self.assertIn("Refreshing failed", await browser.text("#messages"))
+        self.assertEqual(await browser.text("main h1 .badge"), "running")
+        for problem in await browser.problems():
+            self.assertRegex(problem, "ERR_CONNECTION_REFUSED")
 
     async def test_failAndRetryFromTheFailureLog(self) -> None:
         daemon, worker, browser = await self.start()
@@ -193,6 +227,13 @@ class ConsoleBrowserTests(TestCase):
         self.assertEqual(json.loads(await browser.text("main pre.json"))["n"], 9)
         self.assertIn("asked to fail", await browser.text("main dl"))
         await browser.screenshots(self, "failed-job")
+        await browser.do(lambda d: d.execute_cdp_cmd("Browser.grantPermissions", {
+            "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]}))
+        await browser.click("main .actions button:not(.danger)")
+        await browser.wait_for("return document.querySelector('#messages .message.ok')",
+                               what="the payload copied")
+        self.assertEqual(json.loads(await browser.script(
+            "return navigator.clipboard.readText()")), {"fail": True, "n": 9})
 
         # Retry one from its row: it is delivered, and leaves the log.
         await browser.open(f"/queue/{QUEUE}/failed")
@@ -215,13 +256,19 @@ class ConsoleBrowserTests(TestCase):
             "css selector", "main form button[type=submit]").click(), "the filtered log")
         self.assertEqual(await browser.script(
             "return [...document.querySelectorAll('tr[data-failure]')].length"), 1)
-        await browser.click("main button:not(.danger):not([type=submit])"
-                            ":not(#retry-selected):not([aria-label])")
+        await browser.click("#retry-all")
         await browser.rendered_after(lambda d: d.find_element(
             "css selector", ".confirm button.danger").click(), "the log after retrying all")
         await worker.wait_for(2)
         self.assertEqual([f["category"] for f in await daemon.api.failed(QUEUE)], [CATEGORY])
         self.assertIn("Retried 1 entries", await browser.text("#messages"))
+        # Delete all (no filter): the log is empty.
+        await browser.open(f"/queue/{QUEUE}/failed")
+        await browser.click("#delete-all")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", ".confirm button.danger").click(), "the log after deleting all")
+        self.assertEqual(await daemon.api.failed(QUEUE), [])
+        self.assertIn("No entries here.", await browser.texts("main p.muted"))
         await browser.assert_clean(self)
 
     async def test_pageThroughAThousandWaitingJobs(self) -> None:

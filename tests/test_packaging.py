@@ -32,9 +32,11 @@ def _modules_in_tree() -> set[str]:
         if "__pycache__" in directory:
             continue
         relative = os.path.relpath(directory, ROOT)
+        # The console's static files are package data (docs/console.md).
+        static = relative.replace(os.sep, "/") == "fireworq/console/static"
         found.update(
             os.path.join(relative, name).replace(os.sep, "/")
-            for name in files if name.endswith(".py") or name == "py.typed"
+            for name in files if name.endswith(".py") or name == "py.typed" or static
         )
     return found
 
@@ -73,8 +75,9 @@ class WheelTests(SynchronousTestCase):
             return message_from_bytes(wheel.read(path))
 
     def test_everyModuleInstalled(self) -> None:
-        """When the wheel is built, it holds every module of the package, its type marker and
-        the twistd plugin, and neither the tests nor a twisted/__init__.py."""
+        """When the wheel is built, it holds every module of the package, its type marker, the
+        console's files and the twistd plugin, and neither the tests nor a twisted/__init__.py."""
+        self.assertIn("fireworq/console/static/index.html", _modules_in_tree())
         self.assertLessEqual(_modules_in_tree(), self.names)
         self.assertIn("twisted/plugins/fireworq_plugin.py", self.names)
         self.assertFalse({"twisted/__init__.py", "twisted/plugins/__init__.py"} & self.names)

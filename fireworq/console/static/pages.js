@@ -96,9 +96,9 @@ function table(headers, rows, caption) {
     h("tbody", {}, rows)));
 }
 
-function confirmButton(label, question, action, cls = "danger") {
+function confirmButton(label, question, action, cls = "danger", id = null) {
   const holder = h("span", {});
-  const button = h("button", { type: "button", class: cls, onclick: () => {
+  const button = h("button", { type: "button", class: cls, id, onclick: () => {
     const yes = h("button", { type: "button", class: "danger", onclick: async () => {
       replace(holder, button);
       await action();
@@ -174,7 +174,7 @@ async function overview(ctx) {
         h("td", { class: "num", dataset: { count: "grabbed" } }, count(c.grabbed)),
         h("td", { class: "num hide-narrow" }, count(c.deferred)),
         h("td", { class: "num", dataset: { count: "failed" } }, count(c.failed)),
-        h("td", { class: "num" }, number(s.pushes_per_second)),
+        h("td", { class: "num" }, number(lastRate(points, "pushes"))),
         h("td", { class: "num", dataset: { rate: "completions" } }, number(lastRate(points, "completions"))));
     });
     if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No queues yet: create one below.")));
@@ -410,9 +410,9 @@ async function failureLog(ctx) {
       h("button", { type: "button", id: "retry-selected", onclick: () => eachSelected("Retried", (id) => api("POST", `${base}/${id}/retry`)) }, "Retry selected"),
       h("button", { type: "button", class: "danger", id: "delete-selected", onclick: () => eachSelected("Deleted", (id) => api("DELETE", `${base}/${id}`)) }, "Delete selected"),
       confirmButton(filtered ? "Retry all matching" : "Retry all", `Retry every entry${filtered ? " matching the filter" : ""}?`,
-        () => allMatching(`${base}/retry`, "POST", "retried"), ""),
+        () => allMatching(`${base}/retry`, "POST", "retried"), "", "retry-all"),
       confirmButton(filtered ? "Delete all matching" : "Delete all", `Delete every entry${filtered ? " matching the filter" : ""}?`,
-        () => allMatching(base, "DELETE", "deleted"))),
+        () => allMatching(base, "DELETE", "deleted"), "danger", "delete-all")),
     rows.length
       ? table([[allBox], ["Id"], ["Job", "hide-narrow"], ["Category"], ["Result"], ["Fails", "num hide-narrow"], ["Failed at"], ["Actions"]],
         rows, `${rows.length} entries${filtered ? " matching the filter" : ""} on this page`)
