@@ -63,8 +63,13 @@ class ConsoleFilesTests(APITestCase):
         again = self.node.get("/console/app.js", headers=[(b"If-None-Match", etag)])
         self.assertEqual(again.status, 304)
         self.assertEqual(again.body, b"")
+        listed = self.node.get("/console/app.js",
+                               headers=[(b"If-None-Match", b'"other", W/' + etag)])
+        self.assertEqual(listed.status, 304)
         other = self.node.get("/console/app.js", headers=[(b"If-None-Match", b'"other"')])
         self.assertEqual(other.status, 200)
+        # Each file has its own tag.
+        self.assertNotEqual(self.node.get("/console/api.js").header(b"etag"), etag)
 
     def test_head(self) -> None:
         response = self.node.request("HEAD", "/console/app.js")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
+from types import MappingProxyType
 from typing import Mapping
 
 import attrs
@@ -48,8 +49,10 @@ class StaticFile:
     etag: bytes
 
 
-def load_files(package: str = "fireworq.console", folder: str = "static") -> dict[str, StaticFile]:
-    """Every file of the package's ``static`` folder (not its subfolders), by name."""
+def load_files(
+    package: str = "fireworq.console", folder: str = "static"
+) -> Mapping[str, StaticFile]:
+    """Every file of the package's ``static`` folder (not its subfolders), by name; read-only."""
     files: dict[str, StaticFile] = {}
     for entry in resources.files(package).joinpath(folder).iterdir():
         if not entry.is_file():
@@ -61,14 +64,14 @@ def load_files(package: str = "fireworq.console", folder: str = "static") -> dic
         body = entry.read_bytes()
         etag = b'"%s"' % hashlib.sha256(body).hexdigest()[:20].encode("ascii")
         files[entry.name] = StaticFile(body, content_type, etag)
-    return files
+    return MappingProxyType(files)
 
 
 class Console:
     """Answers ``/console`` and every path below it; ``path`` is already percent-decoded."""
 
     def __init__(self, files: Mapping[str, StaticFile]) -> None:
-        self._files = dict(files)
+        self._files = files
 
     @staticmethod
     def claims(path: str) -> bool:
@@ -92,7 +95,8 @@ class Console:
         request.setHeader(b"content-security-policy", CONTENT_SECURITY_POLICY)
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"referrer-policy", b"no-referrer")
-        if found.etag in _etags(request.getHeader(b"if-none-match")):
+        tags = _etags(request.getHeader(b"if-none-match"))
+        if found.etag in tags or b"*" in tags:
             request.setResponseCode(304)
             return b""
         return _answer(request, 200, found.body, found.content_type)
