@@ -4,6 +4,9 @@ and an in-process worker, through the pages a person would use.
 Each test loads its pages with no console error and no failed request but the ones it
 expects (``Browser.assert_clean``), with every control labelled, and checks each page at
 375 px wide. With FIREWORQ_UPDATE_SCREENSHOTS=1 the same steps write docs/console/*.png.
+
+The token box is tested against ``TokenGate``, a stand-in in front of the daemon that answers
+401 as an API with tokens does (docs/console.md, Security).
 """
 
 from __future__ import annotations
@@ -12,10 +15,26 @@ import json
 from typing import Any
 
 from selenium.webdriver.common.keys import Keys
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from browser import Browser
-from e2e import Daemon, Received, Worker, Answer, bounded, eventually, failure, success
+from e2e import (
+    Answer,
+    Daemon,
+    Received,
+    Worker,
+    asyncCleanup,
+    bounded,
+    eventually,
+    failure,
+    reactor,
+    success,
+)
 
 QUEUE = "mail"
 CATEGORY = "welcome"
@@ -313,3 +332,125 @@ async def _waiting(daemon: Daemon) -> bool:
 
 async def _failed_count(daemon: Daemon, n: int) -> bool:
     return len(await daemon.api.failed(QUEUE)) == n
+
+
+TOKEN = "s3cret-token"
+
+
+class TokenGate(Resource):
+    """A stand-in for a daemon with API tokens in front of a daemon without: everything but
+    ``/console/`` needs ``Authorization: Bearer <TOKEN>`` (401 with ``WWW-Authenticate:
+    Bearer`` otherwise, the JSON error of docs/api.md), and goes through to the daemon."""
+
+    isLeaf = True
+    FORWARDED = ("content-type", "etag", "cache-control", "content-security-policy", "location")
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._daemon = daemon
+        self.channels: set[HTTPChannel] = set()
+        self.authorizations: list[str | None] = []
+        self.cookies: list[bytes] = []
+
+    def render(self, request: Request) -> Any:
+        authorization = request.getHeader(b"authorization")
+        cookie = request.getHeader(b"cookie")
+        if cookie is not None:
+            self.cookies.append(cookie)
+        if not request.path.startswith(b"/console/"):
+            self.authorizations.append(None if authorization is None else authorization.decode())
+            if authorization != b"Bearer " + TOKEN.encode():
+                request.setResponseCode(401)
+                request.setHeader(b"www-authenticate", b"Bearer")
+                request.setHeader(b"content-type", b"application/json")
+                return json.dumps({"code": 401, "error": "Unauthorized",
+                                   "message": "Missing or unknown API token"}).encode()
+        Deferred.fromCoroutine(self._forward(request))
+        return NOT_DONE_YET
+
+    async def _forward(self, request: Request) -> None:
+        body = request.content.read() if request.content is not None else b""
+        reply = await self._daemon.api.request(
+            request.method.decode(), request.uri.decode(), body or None)
+        request.setResponseCode(reply.code)
+        for name in self.FORWARDED:
+            for value in reply.headers.get(name, []):
+                request.setHeader(name, value)
+        request.write(reply.body)
+        request.finish()
+
+
+class _GateChannel(HTTPChannel):
+    def connectionMade(self) -> None:
+        super().connectionMade()  # type: ignore[no-untyped-call]
+        self.factory.gate.channels.add(self)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.factory.gate.channels.discard(self)
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+
+async def token_gate(case: TestCase, daemon: Daemon) -> tuple[TokenGate, str]:
+    gate = TokenGate(daemon)
+    site = Site(gate, timeout=None)
+    site.protocol = _GateChannel  # type: ignore[assignment]
+    site.gate = gate  # type: ignore[attr-defined]
+    site.noisy = False
+    listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+
+    async def stop() -> None:
+        await listening.stopListening()
+        for channel in list(gate.channels):
+            channel.transport.abortConnection()  # type: ignore[union-attr]
+
+        async def closed() -> bool:
+            return not gate.channels
+        await eventually(closed, timeout=5, step=0.01, what="the gate's connections")
+
+    asyncCleanup(case, stop)
+    return gate, f"http://127.0.0.1:{listening.getHost().port}"
+
+
+class ConsoleTokenTests(TestCase):
+    timeout = 60
+
+    async def test_tokenBox(self) -> None:
+        """When the API answers 401, the console asks for a token, keeps it in the tab's
+        sessionStorage, sends it as a Bearer token, and sets no cookie."""
+        daemon = await Daemon.start(self, "sqlite")
+        await daemon.api.put_queue(QUEUE)
+        gate, base_url = await token_gate(self, daemon)
+        browser = await Browser.start(self, base_url)
+        await browser.open("/")
+        await browser.wait_for("return !document.getElementById('token').hidden",
+                               what="the token box")
+        self.assertEqual(await browser.script("return document.activeElement.id"),
+                         "token-value")
+        self.assertIn("Missing or unknown API token", await browser.text("main"))
+        await browser.screenshots(self, "token")
+        # A wrong token: asked again.
+        await browser.type("#token-value", "wrong")
+        await browser.rendered_after(
+            lambda d: d.find_element("css selector", "#token-value").send_keys(Keys.ENTER),
+            "the page with a wrong token")
+        await browser.wait_for("return !document.getElementById('token').hidden",
+                               what="the token box again")
+        # The right one: the overview shows the queue, the token goes with every request.
+        await browser.type("#token-value", TOKEN)
+        await browser.rendered_after(
+            lambda d: d.find_element("css selector", "#token button").click(),
+            "the page with the token")
+        await browser.wait_for(f"return document.querySelector('tr[data-queue={QUEUE}]')",
+                               what="the queue listed")
+        self.assertTrue(await browser.script("return document.getElementById('token').hidden"))
+        self.assertEqual(await browser.script(
+            "return sessionStorage.getItem('fireworq.token')"), TOKEN)
+        # A reload keeps the token (same tab), and asks for nothing.
+        gate.authorizations.clear()
+        await browser.open("/queue/" + QUEUE, reload=True)
+        self.assertEqual(await browser.text("main h1 .badge"), "running")
+        self.assertTrue(gate.authorizations)
+        self.assertEqual(set(gate.authorizations), {"Bearer " + TOKEN})
+        self.assertEqual(await browser.script("return document.cookie"), "")
+        self.assertEqual(gate.cookies, [])
+        await browser.assert_clean(self, expected=["401 " + base_url])

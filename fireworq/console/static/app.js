@@ -104,7 +104,8 @@ async function route() {
   main.dataset.route = hash;
   main.dataset.renders = String(mine);
   document.title = (main.querySelector("h1")?.textContent || "console") + " · fireworq";
-  main.focus({ preventScroll: true });
+  // The new page's content gets the focus, unless the token box asks for a token.
+  if (document.getElementById("token").hidden) main.focus({ preventScroll: true });
 }
 
 let polling = false;
