@@ -269,6 +269,18 @@ class ConsoleBrowserTests(TestCase):
         remaining = sorted(f["id"] for f in await daemon.api.failed(QUEUE))
         self.assertEqual(remaining, sorted([ids[0], ids[3]]))
 
+        # A time range in the URL: the entries failed in it.
+        rows = "return document.querySelectorAll('tr[data-failure]').length"
+        await browser.open(f"/queue/{QUEUE}/failed?after=2100-01-01T00:00:00.000Z")
+        self.assertEqual(await browser.script(rows), 0)
+        self.assertTrue(await browser.script(
+            "return document.querySelector('input[name=failed_after]').value"
+            ".startsWith('2100-01-01') || "
+            "document.querySelector('input[name=failed_after]').value.startsWith('2099-12-31')"))
+        await browser.open(f"/queue/{QUEUE}/failed?before=2100-01-01T00:00:00.000Z")
+        self.assertEqual(await browser.script(rows), 2)
+        await browser.open(f"/queue/{QUEUE}/failed")
+
         # Filter by category, then retry all matching: only that category's entry goes.
         await browser.type("main input[name=category]", "other")
         await browser.rendered_after(lambda d: d.find_element(
@@ -280,7 +292,7 @@ class ConsoleBrowserTests(TestCase):
             "css selector", ".confirm button.danger").click(), "the log after retrying all")
         await worker.wait_for(2)
         self.assertEqual([f["category"] for f in await daemon.api.failed(QUEUE)], [CATEGORY])
-        self.assertIn("Retried 1 entries", await browser.text("#messages"))
+        self.assertIn("Retried 1 entry matching the filter", await browser.text("#messages"))
         # Delete all (no filter): the log is empty.
         await browser.open(f"/queue/{QUEUE}/failed")
         await browser.click("#delete-all")

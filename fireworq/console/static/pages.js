@@ -314,6 +314,8 @@ async function jobList(ctx) {
 
 // --- Failure log ----------------------------------------------------------------------
 
+const entries = (n) => `${number(n)} ${n === 1 ? "entry" : "entries"}`;
+
 function localInput(iso) {
   if (!iso) return "";
   const d = new Date(iso);
@@ -367,7 +369,7 @@ async function failureLog(ctx) {
     if (!ids.length) { ctx.message("Select entries first"); return; }
     let done = 0;
     for (const id of ids) if (await act(ctx, () => f(id))) done += 1;
-    ctx.message(`${verb} ${done} of ${ids.length} selected entries`, "ok");
+    ctx.message(`${verb} ${done} of ${entries(ids.length)} selected`, "ok");
     reload();
   }
   // "All matching": the bulk routes take at most 10000 entries a request; repeat until done.
@@ -379,7 +381,7 @@ async function failureLog(ctx) {
       total += answer[key];
       if (answer[key] < 10000) break;
     }
-    ctx.message(`${key === "retried" ? "Retried" : "Deleted"} ${total} entries matching the filter`, "ok");
+    ctx.message(`${key === "retried" ? "Retried" : "Deleted"} ${entries(total)}${filtered ? " matching the filter" : ""}`, "ok");
     reload();
   }
   const allBox = h("input", { type: "checkbox", id: "select-all", "aria-label": "Select all entries on this page",
@@ -415,7 +417,7 @@ async function failureLog(ctx) {
         () => allMatching(base, "DELETE", "deleted"), "danger", "delete-all")),
     rows.length
       ? table([[allBox], ["Id"], ["Job", "hide-narrow"], ["Category"], ["Result"], ["Fails", "num hide-narrow"], ["Failed at"], ["Actions"]],
-        rows, `${rows.length} entries${filtered ? " matching the filter" : ""} on this page`)
+        rows, `${entries(rows.length)}${filtered ? " matching the filter" : ""} on this page`)
       : h("p", { class: "muted" }, "No entries here."),
     h("nav", { class: "actions", "aria-label": "Pages" },
       params.get("cursor") ? h("a", { href: withParams(here, { ...filter }) }, "First page") : null,
