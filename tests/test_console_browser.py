@@ -135,11 +135,15 @@ class ConsoleBrowserTests(TestCase):
         await browser.wait_for(
             "return document.getElementById('total-completes').textContent === '1'",
             what="one completion on the overview")
+        # The refreshes leave the keyboard's focus where it is.
+        await browser.script(f"document.querySelector('tr[data-queue={QUEUE}] a').focus()")
         for n in range(5):
             await daemon.api.push_ok(CATEGORY, worker.url("/send"), '{"n": %d}' % n)
         await browser.wait_for(
             "return document.getElementById('total-completes').textContent === '6'",
             what="six completions on the overview")
+        self.assertEqual(await browser.script("return document.activeElement.textContent"),
+                         QUEUE)
         row = await browser.texts(f"main tbody tr[data-queue={QUEUE}] > *")
         self.assertEqual(row[0], QUEUE)
         self.assertEqual(row[2], "running")

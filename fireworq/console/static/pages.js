@@ -132,6 +132,21 @@ async function overview(ctx) {
   const body = h("tbody", {});
   const nodes = new Map();
   let nodesAt = 0;
+  const rowsByName = new Map();
+  let shownNames = null;
+  function queueRow(name) {
+    const cell = (cls, key) => h("td", { class: cls, dataset: key ? { count: key } : null });
+    const cells = {
+      node: cell("hide-narrow"), state: cell(""), outstanding: cell("num hide-narrow"),
+      waiting: cell("num", "waiting"), grabbed: cell("num", "grabbed"),
+      deferred: cell("num hide-narrow", "deferred"), failed: cell("num", "failed"),
+      pushes: cell("num"), completions: cell("num"),
+    };
+    const tr = h("tr", { dataset: { queue: name } },
+      h("th", { scope: "row", class: "wrap" }, h("a", { href: queueHash(name) }, name)),
+      Object.values(cells));
+    return { tr, cells };
+  }
   const createForm = makeForm([
     { name: "name", label: "Queue name", required: true },
     { name: "max_workers", label: "max_workers", kind: "number", hint: "0 or empty: the default" },
@@ -159,26 +174,34 @@ async function overview(ctx) {
     ]);
     const total = history.total;
     let waiting = 0, failed = 0;
-    const rows = definitions.map((d) => {
+    // Rows are kept and their cells updated, so that a focused link keeps the focus.
+    const names = definitions.map((d) => d.name);
+    if (shownNames !== names.join("\n")) {
+      shownNames = names.join("\n");
+      const kept = new Map();
+      for (const name of names) kept.set(name, rowsByName.get(name) || queueRow(name));
+      rowsByName.clear();
+      for (const [name, row] of kept) rowsByName.set(name, row);
+      replace(body, names.length ? [...kept.values()].map((r) => r.tr)
+        : h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No queues yet: create one below.")));
+    }
+    for (const d of definitions) {
       const s = stats[d.name] || {};
       const c = counts[d.name] || {};
       const points = history.byQueue.get(d.name);
       waiting += c.waiting || 0;
       failed += c.failed || 0;
-      return h("tr", { dataset: { queue: d.name } },
-        h("th", { scope: "row", class: "wrap" }, h("a", { href: queueHash(d.name) }, d.name)),
-        h("td", { class: "hide-narrow" }, nodes.get(d.name) || "…"),
-        h("td", {}, stateBadge(d.paused)),
-        h("td", { class: "num hide-narrow" }, number(s.outstanding_jobs)),
-        h("td", { class: "num", dataset: { count: "waiting" } }, count(c.waiting)),
-        h("td", { class: "num", dataset: { count: "grabbed" } }, count(c.grabbed)),
-        h("td", { class: "num hide-narrow" }, count(c.deferred)),
-        h("td", { class: "num", dataset: { count: "failed" } }, count(c.failed)),
-        h("td", { class: "num" }, number(lastRate(points, "pushes"))),
-        h("td", { class: "num", dataset: { rate: "completions" } }, number(lastRate(points, "completions"))));
-    });
-    if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 10, class: "muted" }, "No queues yet: create one below.")));
-    replace(body, rows);
+      const cells = rowsByName.get(d.name).cells;
+      cells.node.textContent = nodes.get(d.name) || "…";
+      replace(cells.state, stateBadge(d.paused));
+      cells.outstanding.textContent = number(s.outstanding_jobs);
+      cells.waiting.textContent = count(c.waiting);
+      cells.grabbed.textContent = count(c.grabbed);
+      cells.deferred.textContent = count(c.deferred);
+      cells.failed.textContent = count(c.failed);
+      cells.pushes.textContent = number(lastRate(points, "pushes"));
+      cells.completions.textContent = number(lastRate(points, "completions"));
+    }
     const completes = Object.values(stats).reduce((n, s) => n + (s.total_completes || 0), 0);
     replace(cards,
       card("Queues", number(definitions.length)),
@@ -194,8 +217,8 @@ async function overview(ctx) {
       nodesAt = Date.now();
       eachLimited(definitions.map((d) => d.name), 4, async (name) => {
         nodes.set(name, await nodeText(name));
-        const cell = body.querySelector(`tr[data-queue="${CSS.escape(name)}"] td`);
-        if (cell) cell.textContent = nodes.get(name);
+        const row = rowsByName.get(name);
+        if (row) row.cells.node.textContent = nodes.get(name);
       });
     }
   }
