@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from selenium.webdriver.common.keys import Keys
 from twisted.internet.defer import Deferred
@@ -338,6 +339,41 @@ class ConsoleBrowserTests(TestCase):
             "css selector", ".confirm button.danger").click(), "the list after a delete")
         reply = await daemon.api.request("GET", f"/queue/{QUEUE}/job/{seen[0]}")
         self.assertEqual(reply.code, 404)
+        await browser.assert_clean(self)
+
+    async def test_oddNames(self) -> None:
+        """Names with characters that mean something in URLs, HTML, CSS selectors and the
+        metrics' labels reach the right pages and show as text."""
+        daemon, worker, browser = await self.start()
+        name, category = 'é <b>&"q"?#%', "a/b c?#&"
+        path_name = quote(name, safe="")
+        await daemon.api.ok("PUT", f"/queue/{path_name}", "{}")
+        await daemon.api.ok("PUT", "/routing/" + quote(category, safe="/"),
+                            json.dumps({"queue_name": name}))
+        await daemon.api.push_ok(quote(category, safe="/"), worker.url(), '{"n": 1}',
+                                 run_after=600)
+
+        async def counted() -> bool:
+            reply = await daemon.api.request("GET", "/metrics")
+            return b'state="deferred"} 1.0' in reply.body
+        await eventually(counted, what="the deferred job in /metrics")
+        await browser.open("/")
+        row = "document.querySelector(`tr[data-queue='${CSS.escape(arguments[0])}']`)"
+        self.assertEqual(await browser.script(
+            f"return {row}.querySelector('[data-count=deferred]').textContent", name), "1")
+        self.assertEqual(await browser.script(f"return {row}.querySelector('a').textContent",
+                                              name), name)
+        await browser.rendered_after(lambda d: d.execute_script(
+            f"{row}.querySelector('a').click()", name), "the queue's page")
+        self.assertEqual(await browser.script(
+            "return document.querySelector('main h1').firstChild.textContent"), name)
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", "nav.tabs a:nth-child(4)").click(), "the deferred list")
+        await browser.rendered_after(lambda d: d.find_element(
+            "css selector", "main tbody a").click(), "the job's page")
+        self.assertIn(category, await browser.text("main dl"))
+        await browser.open("/routings")
+        self.assertEqual(await browser.texts("main tbody td:first-child"), [category])
         await browser.assert_clean(self)
 
 
