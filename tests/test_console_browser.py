@@ -422,9 +422,13 @@ class TokenGate(Resource):
         return NOT_DONE_YET
 
     async def _forward(self, request: Request) -> None:
+        gone: list[bool] = []  # the browser may drop a request (a reload), then nobody listens
+        request.notifyFinish().addBoth(lambda _: gone.append(True))
         body = request.content.read() if request.content is not None else b""
         reply = await self._daemon.api.request(
             request.method.decode(), request.uri.decode(), body or None)
+        if gone:
+            return
         request.setResponseCode(reply.code)
         for name in self.FORWARDED:
             for value in reply.headers.get(name, []):
@@ -507,3 +511,35 @@ class ConsoleTokenTests(TestCase):
         self.assertEqual(await browser.script("return document.cookie"), "")
         self.assertEqual(gate.cookies, [])
         await browser.assert_clean(self, expected=["401 " + base_url])
+
+    async def test_tokenBoxWithTheDaemonsTokens(self) -> None:
+        """Logging in with a token of FIREWORQ_API_TOKENS (docs/configuration.md, API tokens):
+        the console's files are public, the API answers 401 until the token is given, then
+        every request carries it (the access log shows its scope)."""
+        daemon = await Daemon.start(self, "sqlite", env={"FIREWORQ_API_TOKENS": TOKEN + ":admin"})
+        browser = await Browser.start(self, daemon.base_url)
+        await browser.open("/")
+        await browser.wait_for("return !document.getElementById('token').hidden",
+                               what="the token box")
+        await browser.type("#token-value", TOKEN)
+        await browser.rendered_after(
+            lambda d: d.find_element("css selector", "#token-value").send_keys(Keys.ENTER),
+            "the overview with the token")
+        self.assertIn("No queues yet", await browser.text("main tbody"))
+        await browser.type("main form input[name=name]", QUEUE)
+        await browser.rendered_after(
+            lambda d: d.find_element("css selector", "main form button[type=submit]").click(),
+            "the new queue's page")
+        await browser.open("/queue/" + QUEUE, reload=True)
+        self.assertEqual(await browser.text("main h1 .badge"), "running")
+        self.assertEqual(await browser.script("return document.cookie"), "")
+        await browser.assert_clean(self, expected=["401 " + daemon.base_url])
+        lines = [line for line in daemon.json_lines() if "status" in line and "url" in line]
+        api = [line for line in lines
+               if not line["url"].startswith(("/console", "/healthz"))]
+        self.assertTrue([line for line in api if line["status"] == 401])
+        put = [line for line in api if line["method"] == "PUT"]
+        self.assertEqual([(line["url"], line["status"], line.get("scope")) for line in put],
+                         [("/queue/" + QUEUE, 200, "admin")])
+        after = api[api.index(put[0]):]
+        self.assertEqual({line.get("scope") for line in after}, {"admin"})
