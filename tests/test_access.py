@@ -214,11 +214,14 @@ class TokenTests(SynchronousTestCase):
 
     def test_publicPaths(self) -> None:
         """/healthz, /readyz, /openapi.json and /console/... need no token (this build has no
-        console: 404, not 401)."""
+        /openapi.json: 404, not 401; the console's files are served: docs/console.md)."""
         self.assertEqual(self.node.get("/healthz").status, 200)
         self.assertEqual(self.node.get("/readyz").status, 200)
-        for path in ("/openapi.json", "/console", "/console/", "/console/app.js"):
-            self.assertEqual(self.node.get(path).status, 404, path)
+        self.assertEqual(self.node.get("/openapi.json").status, 404)
+        self.assertEqual(self.node.get("/console").status, 301)
+        for path in ("/console/", "/console/app.js"):
+            self.assertEqual(self.node.get(path).status, 200, path)
+        self.assertEqual(self.node.get("/console/nope.js").status, 404)
         self.assertEqual(self.node.get("/consolex").status, 401)
         self.assertEqual(self.node.get("/healthz/x").status, 401)
 
