@@ -57,6 +57,9 @@ def sweep() -> list[str]:
                 cursor.execute("DROP DATABASE IF EXISTS `%s`" % database)
         LIVE_DATABASES.pop(database, None)
         done.append("dropped database %s" % database)
+    for directory in list(LIVE_CHECKOUTS):
+        remove_checkout(directory)
+        done.append("removed the baseline checkout %s" % directory)
     return done
 
 
@@ -166,10 +169,12 @@ class RssWatch:
         self._thread.start()
 
     def sample(self) -> int:
-        try:
-            value = rss_kb(self.pid)
-        except OSError:
-            return 0
+        """The largest VmRSS of the process and its descendants (the target is per
+        process)."""
+        value = 0
+        for member in process_tree(self.pid):
+            with contextlib.suppress(OSError):
+                value = max(value, rss_kb(member))
         self.max_kb = max(self.max_kb, value)
         return value
 
@@ -407,10 +412,12 @@ class Daemon:
     """``twistd -n fireworq`` on a free port; ready once GET /readyz answers 200."""
 
     def __init__(self, stack: contextlib.ExitStack, python: str, directory: str,
-                 store_args: list[str], extra: Iterable[str] = ()) -> None:
+                 store_args: list[str], extra: Iterable[str] = (),
+                 twistd_args: Iterable[str] = (), cpus: str | None = None) -> None:
         self.port = free_port()
-        argv = [python, "-c", "from twisted.scripts.twistd import run; run()", "-n",
-                "--pidfile=", "fireworq", *store_args, "--bind=127.0.0.1:%d" % self.port,
+        pin = [shutil.which("taskset") or "taskset", "-c", cpus] if cpus else []
+        argv = [*pin, python, "-c", "from twisted.scripts.twistd import run; run()", "-n",
+                "--pidfile=", *twistd_args, "fireworq", *store_args, "--bind=127.0.0.1:%d" % self.port,
                 "--keep-alive=true", "--queue-log=" + os.path.join(directory, "queue.log"),
                 "--access-log=" + os.path.join(directory, "access.log"),
                 "--shutdown-timeout=5", *extra]
@@ -571,3 +578,89 @@ def run_wrk(directory: str, name: str, script: str, url: str, *, threads: int,
             return figures
     raise BenchError("wrk failed (status %d):\n%s\n%s"
                      % (result.returncode, result.stdout, result.stderr))
+
+
+# A commit's daemon as the baseline
+
+class Checkout:
+    """``commit`` checked out in a throwaway worktree (``git worktree add --detach``) with a
+    venv of its own holding that tree installed (pip, its own pyproject's dependencies);
+    both removed by the stack."""
+
+    def __init__(self, stack: contextlib.ExitStack, commit: str, root: str | None = None
+                 ) -> None:
+        resolved = subprocess.run(["git", "-C", REPO_DIR, "rev-parse", "--verify",
+                                   commit + "^{commit}"], capture_output=True, text=True)
+        if resolved.returncode:
+            raise BenchError("--baseline %s: not a commit of %s (%s)"
+                             % (commit, REPO_DIR, resolved.stderr.strip()))
+        self.commit = resolved.stdout.strip()
+        self.dir = os.path.join(root or "/tmp", "fireworq-baseline-%s-%s"
+                                % (self.commit[:9], secrets.token_hex(3)))
+        added = subprocess.run(["git", "-C", REPO_DIR, "worktree", "add", "--detach", self.dir,
+                                self.commit], capture_output=True, text=True)
+        if added.returncode:
+            raise BenchError("git worktree add failed: %s" % added.stderr.strip())
+        LIVE_CHECKOUTS.add(self.dir)
+        stack.callback(remove_checkout, self.dir)
+        venv = os.path.join(self.dir, ".venv")
+        for argv in ([_system_python(), "-m", "venv", venv],
+                     [os.path.join(venv, "bin", "pip"), "install", "-q", self.dir]):
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=900,
+                                    cwd="/")
+            if result.returncode:
+                raise BenchError("%s failed:\n%s%s" % (" ".join(argv), result.stdout[-3000:],
+                                                       result.stderr[-3000:]))
+        self.python = os.path.join(venv, "bin", "python")
+
+
+LIVE_CHECKOUTS: set[str] = set()
+
+
+def _system_python() -> str:
+    """The interpreter the running venv was made from (a venv's own ``-m venv`` would do,
+    but its prefix names the base)."""
+    import sys
+    base = os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])
+    return base if os.access(base, os.X_OK) else sys.executable
+
+
+def remove_checkout(directory: str) -> None:
+    subprocess.run(["git", "-C", REPO_DIR, "worktree", "remove", "--force", directory],
+                   capture_output=True)
+    shutil.rmtree(directory, ignore_errors=True)
+    subprocess.run(["git", "-C", REPO_DIR, "worktree", "prune"], capture_output=True)
+    LIVE_CHECKOUTS.discard(directory)
+
+
+# Several processes: a daemon's CPU and RSS with its children
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (from /proc/<pid>/task/*/children)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        current = tree[index]
+        index += 1
+        with contextlib.suppress(OSError):
+            for task in os.listdir("/proc/%d/task" % current):
+                with open("/proc/%d/task/%s/children" % (current, task)) as children:
+                    tree.extend(int(child) for child in children.read().split())
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants (a child that exited before the second
+    reading takes its share with it: start them before the first)."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
+def host_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs from /proc/stat, for a share over an interval."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return float(sum(fields) - idle), float(sum(fields))

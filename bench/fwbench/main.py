@@ -18,7 +18,7 @@ import traceback
 from typing import Any
 
 from fwbench import infra
-from fwbench.report import REFERENCE, Recorder, _round, evaluate, final_tables
+from fwbench.report import REFERENCE, Recorder, _round, baseline_rows, evaluate, final_tables
 from fwbench.scenarios import FULL, QUICK, SCENARIOS, Context
 
 
@@ -89,17 +89,31 @@ def run(arguments: argparse.Namespace) -> int:
     ctx = Context(driver=arguments.driver, python=arguments.python or sys.executable,
                   durations=QUICK if arguments.quick else FULL,
                   mysql=infra.MySQLServer.parse(arguments.mysql), root=root, rec=rec,
-                  daemon_args=tuple(arguments.daemon_arg))
+                  daemon_args=(*arguments.daemon_arg, *arguments.current_arg),
+                  twistd_args=tuple(arguments.current_twistd_arg), cpus=arguments.daemon_cpus)
+    base_ctx: Context | None = None
     summary: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"), "driver": ctx.driver,
         "runs": arguments.runs, "quick": arguments.quick, "scenarios": arguments.scenarios,
         "python": ctx.python, "daemon_args": arguments.daemon_arg,
+        "current_args": arguments.current_arg,
+        "current_twistd_args": arguments.current_twistd_arg,
+        "daemon_cpus": arguments.daemon_cpus, "baseline": arguments.baseline,
         "durations": dataclasses.asdict(ctx.durations),
         "cpus": os.cpu_count(), "loadavg_start": _loadavg(), "error": None,
     }
     status = 0
+    stack = contextlib.ExitStack()
     try:
         summary["versions"] = _environment(ctx, arguments)
+        if arguments.baseline:
+            print("bench/run: checking out %s and installing it in a venv of its own"
+                  % arguments.baseline, file=sys.stderr, flush=True)
+            checkout = infra.Checkout(stack, arguments.baseline)
+            summary["versions"]["baseline_commit"] = checkout.commit
+            base_ctx = dataclasses.replace(ctx, python=checkout.python,
+                                           daemon_args=tuple(arguments.daemon_arg),
+                                           twistd_args=())
         rec.line("fireworq-py bench: driver %s, %d run%s of %s%s; %d CPUs, load %s"
                  % (ctx.driver, arguments.runs, "s" * (arguments.runs > 1),
                     ",".join(arguments.scenarios), " (QUICK: short durations)"
@@ -107,19 +121,36 @@ def run(arguments: argparse.Namespace) -> int:
                     " ".join("%.2f" % v for v in summary["loadavg_start"])))
         for name, version in summary["versions"].items():
             rec.line("  %-16s %s" % (name, version))
-        if ctx.daemon_args:
+        if arguments.daemon_arg:
             rec.line("  %-16s %s (not the defaults the targets assume)"
-                     % ("daemon options", " ".join(ctx.daemon_args)))
+                     % ("daemon options", " ".join(arguments.daemon_arg)))
+        if arguments.current_arg or arguments.current_twistd_arg:
+            rec.line("  %-16s %s" % ("tree's options", " ".join(
+                (*arguments.current_twistd_arg, *arguments.current_arg))))
+        if ctx.cpus:
+            rec.line("  %-16s taskset -c %s" % ("daemon pinned", ctx.cpus))
         if summary["loadavg_start"][0] > 0.7:
             rec.line("  note: the machine is busy (1-min load %.2f); figures will suffer"
                      % summary["loadavg_start"][0])
         for number in range(1, arguments.runs + 1):
             rec.run = number
             for name in arguments.scenarios:
-                began = time.time()
-                SCENARIOS[name](ctx)
-                rec.line("run %d/%d  %-14s (took %.0f s, load %.2f)"
-                         % (number, arguments.runs, name, time.time() - began, _loadavg()[0]))
+                variants: list[tuple[str, Context]] = [("", ctx)]
+                if base_ctx is not None and name != "ceilings":  # ceilings: no daemon
+                    variants.append(("baseline", base_ctx))
+                    if number % 2 == 0:
+                        variants.reverse()
+                for variant, variant_ctx in variants:
+                    rec.variant = variant
+                    began, busy = time.time(), infra.host_busy()
+                    SCENARIOS[name](variant_ctx)
+                    after = infra.host_busy()
+                    share = (after[0] - busy[0]) / max(1.0, after[1] - busy[1])
+                    rec.line("run %d/%d  %-18s (took %.0f s, load %.2f, host CPU %.0f %% busy)"
+                             % (number, arguments.runs, name + ("@" + variant if variant
+                                                                 else ""),
+                                time.time() - began, _loadavg()[0], share * 100))
+                rec.variant = ""
     except infra.BenchError as error:
         summary["error"] = str(error)
         print("\nbench/run: ERROR: %s" % error, file=sys.stderr, flush=True)
@@ -136,13 +167,15 @@ def run(arguments: argparse.Namespace) -> int:
     finally:
         global _interrupted
         _interrupted = True  # from here on, signals only ask for patience
+        stack.close()
         for line in infra.sweep():
             print("bench/run: cleanup: %s" % line, file=sys.stderr, flush=True)
         shutil.rmtree(root, ignore_errors=True)
-    return _finish(rec, summary, status)
+    return _finish(rec, summary, status, arguments.baseline)
 
 
-def _finish(rec: Recorder, summary: dict[str, Any], status: int) -> int:
+def _finish(rec: Recorder, summary: dict[str, Any], status: int, baseline: str | None
+            ) -> int:
     targets = evaluate(rec)
     if status == 0 and any(not check["ok"] for check in rec.checks):
         status = 2
@@ -154,9 +187,10 @@ def _finish(rec: Recorder, summary: dict[str, Any], status: int) -> int:
     figures: dict[str, dict[str, Any]] = {}
     medians: dict[str, dict[str, Any]] = {}
     for figure in rec.figures.values():
-        figures.setdefault(figure.scenario, {})[figure.key] = figure.summary()
-        medians.setdefault(figure.scenario, {})[figure.key] = figure.summary(values=False)
-    for line in final_tables(rec, targets):
+        name = figure.scenario + ("@" + figure.variant if figure.variant else "")
+        figures.setdefault(name, {})[figure.key] = figure.summary()
+        medians.setdefault(name, {})[figure.key] = figure.summary(values=False)
+    for line in final_tables(rec, targets, baseline):
         rec.line(line)
     results = os.path.join(infra.BENCH_DIR, "results")
     os.makedirs(results, exist_ok=True)
@@ -165,6 +199,8 @@ def _finish(rec: Recorder, summary: dict[str, Any], status: int) -> int:
     if os.path.exists(path):
         path = os.path.join(results, "%s-%d.json" % (stamp, os.getpid()))
     full = {**summary, "figures": figures, "targets": targets, "checks": rec.checks,
+            "against_baseline": [{k: (_round(v) if isinstance(v, float) else v)
+                                  for k, v in row.items()} for row in baseline_rows(rec)],
             "reference_go_fireworq": dict(REFERENCE), "details": rec.details}
     with open(path, "w") as out:
         json.dump(full, out, indent=1, ensure_ascii=False)
@@ -174,6 +210,10 @@ def _finish(rec: Recorder, summary: dict[str, Any], status: int) -> int:
                                            "error", "exit_status") if key in summary}
     short["results_file"] = os.path.relpath(path, infra.REPO_DIR)
     short["figures"] = medians
+    if baseline:
+        short["against_baseline"] = {
+            "%s %s" % (row["scenario"], row["key"]): row["ratio"] and _round(row["ratio"])
+            for row in baseline_rows(rec)}
     short["targets"] = [{"target": row["target"], "value": _round(row["value"]),
                          "goal": row["goal"], "result": row["result"]}
                         for row in targets if row["value"] is not None]

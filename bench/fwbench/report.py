@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 @dataclass
 class Figure:
+    variant: str  # "" for the working tree, "baseline" for --baseline's commit
     scenario: str
     key: str
     label: str
@@ -47,17 +48,21 @@ class Recorder:
         self.checks: list[dict[str, Any]] = []
         self.details: dict[str, list[dict[str, Any]]] = {}
         self.run = 0
+        self.variant = ""  # whose daemon the figures are of: "" the tree, "baseline"
 
     def _prefix(self, scenario: str) -> str:
-        return "run %d/%d  %-14s" % (self.run, self.runs, scenario)
+        return "run %d/%d  %-18s" % (self.run, self.runs, self._name(scenario))
+
+    def _name(self, scenario: str) -> str:
+        return scenario + "@" + self.variant if self.variant else scenario
 
     def line(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
     def figure(self, scenario: str, key: str, label: str, value: float, unit: str = "",
                fmt: str = "{:,.0f}") -> None:
-        figure = self.figures.setdefault((scenario, key),
-                                         Figure(scenario, key, label, unit, fmt))
+        figure = self.figures.setdefault((self.variant, scenario, key),
+                                         Figure(self.variant, scenario, key, label, unit, fmt))
         figure.values.append(value)
         self.line("%s %-40s %s" % (self._prefix(scenario), label, figure.text(value)))
 
@@ -65,17 +70,18 @@ class Recorder:
         self.line("%s %-40s %s" % (self._prefix(scenario), label, text))
 
     def check(self, scenario: str, name: str, ok: bool, detail: str) -> None:
-        self.checks.append({"run": self.run, "scenario": scenario, "check": name, "ok": ok,
+        self.checks.append({"run": self.run, "scenario": self._name(scenario), "check": name,
+                            "ok": ok,
                             "detail": detail})
         self.line("%s %-40s %s  (%s)" % (self._prefix(scenario), name,
                                           "OK" if ok else "MISMATCH", detail))
 
     def detail(self, scenario: str, data: dict[str, Any]) -> None:
         """Raw data for the JSON summary only."""
-        self.details.setdefault(scenario, []).append({"run": self.run, **data})
+        self.details.setdefault(self._name(scenario), []).append({"run": self.run, **data})
 
-    def get(self, scenario: str, key: str) -> Figure | None:
-        return self.figures.get((scenario, key))
+    def get(self, scenario: str, key: str, variant: str = "") -> Figure | None:
+        return self.figures.get((variant, scenario, key))
 
 
 def spread(figure: Figure) -> str:
@@ -113,7 +119,8 @@ def _push_share(rec: Recorder) -> tuple[float, str] | None:
 
 
 def _rss_max(rec: Recorder) -> tuple[float, str] | None:
-    values = [(max(f.values), f.scenario) for f in rec.figures.values() if f.key == "rss_max_mb"]
+    values = [(max(f.values), f.scenario) for f in rec.figures.values()
+              if f.key == "rss_max_mb" and not f.variant]
     if not values:
         return None
     value, scenario = max(values)
@@ -152,7 +159,7 @@ REFERENCE = [
 
 
 def evaluate(rec: Recorder) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = baseline_targets(rec)
     for target in TARGETS:
         measured = target.measure(rec)
         if measured is None:
@@ -165,10 +172,66 @@ def evaluate(rec: Recorder) -> list[dict[str, Any]]:
     return rows
 
 
-def final_tables(rec: Recorder, targets: list[dict[str, Any]]) -> list[str]:
+#: Figures where more is better (the ratio's direction is told either way).
+HIGHER_IS_BETTER = {"jobs_per_s"}
+
+#: The issue's speed-up asked of the tree against --baseline's commit, same run.
+BASELINE_GOAL = 1.8
+
+
+def baseline_rows(rec: Recorder) -> list[dict[str, Any]]:
+    """Every figure measured for both the tree and the baseline: medians and their ratio."""
+    rows = []
+    for (variant, scenario, key), figure in rec.figures.items():
+        base = rec.get(scenario, key, "baseline")
+        if variant or base is None:
+            continue
+        ratio = figure.median / base.median if base.median else None
+        rows.append({"scenario": scenario, "key": key, "label": figure.label, "unit": figure.unit,
+                     "current": figure.median, "baseline": base.median, "ratio": ratio,
+                     "current_text": spread(figure), "baseline_text": spread(base),
+                     "higher_is_better": key in HIGHER_IS_BETTER})
+    return rows
+
+
+def baseline_targets(rec: Recorder) -> list[dict[str, Any]]:
+    rows = []
+    for scenario in ("push", "drain/50", "drain/200"):
+        current = rec.get(scenario, "jobs_per_s")
+        base = rec.get(scenario, "jobs_per_s", "baseline")
+        if current is None or base is None:
+            continue
+        ratio = current.median / base.median
+        rows.append({"target": "%s ≥ %.1f × baseline" % (scenario, BASELINE_GOAL),
+                     "goal": "≥ %.2f" % BASELINE_GOAL, "value": ratio,
+                     "measured": "%.2f × (%s / %s jobs/s)" % (
+                         ratio, "{:,.0f}".format(current.median), "{:,.0f}".format(base.median)),
+                     "result": "PASS" if ratio >= BASELINE_GOAL else "MISS"})
+    return rows
+
+
+def comparison_table(rec: Recorder, commit: str) -> list[str]:
+    rows = baseline_rows(rec)
+    if not rows:
+        return []
+    lines = ["", "== This tree against baseline %s, same run, medians (min – max) ==" % commit,
+             "%-14s %-40s %-34s %-34s %s" % ("scenario", "figure", "current", "baseline",
+                                             "current / baseline")]
+    for row in rows:
+        lines.append("%-14s %-40s %-34s %-34s %s" % (
+            row["scenario"], row["label"], row["current_text"], row["baseline_text"],
+            "–" if row["ratio"] is None else "%.2f ×" % row["ratio"]))
+    return lines
+
+
+def final_tables(rec: Recorder, targets: list[dict[str, Any]], baseline: str | None = None
+                 ) -> list[str]:
     lines = ["", "== Medians over %d run%s (min – max) ==" % (rec.runs, "s" * (rec.runs > 1))]
     for figure in rec.figures.values():
-        lines.append("%-14s %-40s %s" % (figure.scenario, figure.label, spread(figure)))
+        name = figure.scenario + ("@" + figure.variant if figure.variant else "")
+        lines.append("%-18s %-40s %s" % (name, figure.label, spread(figure)))
+    if baseline:
+        lines.extend(comparison_table(rec, baseline))
     failed = [c for c in rec.checks if not c["ok"]]
     lines.append("")
     lines.append("== Checks: %d run, %d MISMATCH ==" % (len(rec.checks), len(failed)))

@@ -29,11 +29,11 @@ from fwbench.infra import (
     RssWatch,
     SQLiteStore,
     Store,
-    cpu_seconds,
     free_port,
     push_jobs,
     run_tool,
     run_wrk,
+    tree_cpu_seconds,
     wait_http,
     wrk_post_script,
 )
@@ -76,6 +76,8 @@ class Context:
     root: str
     rec: Recorder
     daemon_args: tuple[str, ...] = ()
+    twistd_args: tuple[str, ...] = ()  # before the subcommand, e.g. --reactor
+    cpus: str | None = None  # the daemon runs under ``taskset -c <cpus>``
 
 
 class Fresh:
@@ -104,7 +106,8 @@ class Fresh:
 
     def daemon(self, *extra: str, proxy_port: int | None = None) -> Daemon:
         daemon = Daemon(self.stack, self.ctx.python, self.dir,
-                        self.store.daemon_args(proxy_port), (*extra, *self.ctx.daemon_args))
+                        self.store.daemon_args(proxy_port), (*extra, *self.ctx.daemon_args),
+                        self.ctx.twistd_args, self.ctx.cpus)
         self.watch = RssWatch(daemon.pid)
         self.stack.callback(self.watch.stop)
         return daemon
@@ -134,10 +137,10 @@ def push(ctx: Context) -> None:
         runs = {}
         for phase, seconds in (("warmup", d.push_warmup), ("measured", d.push_seconds)):
             script = wrk_post_script(body, os.path.join(fresh.dir, "ids-" + phase))
-            cpu_before = cpu_seconds(daemon.pid)
+            cpu_before = tree_cpu_seconds(daemon.pid)
             runs[phase] = run_wrk(fresh.dir, "push-" + phase, script, url, threads=2,
                                   connections=32, seconds=seconds)
-            runs[phase]["cpu"] = cpu_seconds(daemon.pid) - cpu_before
+            runs[phase]["cpu"] = tree_cpu_seconds(daemon.pid) - cpu_before
             daemon.check_alive()
         main = runs["measured"]
         seconds = main["duration_us"] / 1e6
@@ -210,7 +213,7 @@ def drain(ctx: Context, max_workers: int) -> None:
                              % (n, changed))
         nginx_before = nginx.status()
         _sleep_until(due - 0.05)
-        cpu_before = cpu_seconds(daemon.pid)
+        cpu_before = tree_cpu_seconds(daemon.pid)
         _sleep_until(due)
         first_grab = finished = None
         deadline = due + max(60.0, n / 300)
@@ -230,7 +233,7 @@ def drain(ctx: Context, max_workers: int) -> None:
                 raise BenchError("drain not finished %.0f s after the due time: %r"
                                  % (now - due, stats))
             daemon.check_alive()
-        cpu = cpu_seconds(daemon.pid) - cpu_before
+        cpu = tree_cpu_seconds(daemon.pid) - cpu_before
         nginx_after = nginx.status()
         rec.figure(scenario, "jobs_per_s", "jobs/s, due time → last completion",
                    n / (finished - due), "jobs/s")
@@ -330,9 +333,9 @@ def idle(ctx: Context) -> None:
         time.sleep(d.idle_settle)
         counted = proxy.snapshot() if proxy else None
         questions = ctx.mysql.questions(monitor) if monitor else 0
-        cpu, began = cpu_seconds(daemon.pid), time.time()
+        cpu, began = tree_cpu_seconds(daemon.pid), time.time()
         time.sleep(d.idle_seconds)
-        cpu = cpu_seconds(daemon.pid) - cpu
+        cpu = tree_cpu_seconds(daemon.pid) - cpu
         counted_after = proxy.snapshot() if proxy else None
         questions = ctx.mysql.questions(monitor) - questions - 1 if monitor else 0
         seconds = time.time() - began
