@@ -322,6 +322,14 @@ SPECS: tuple[KeySpec, ...] = (
     ),
     KeySpec("pid", _any, "", "file the process id is written to", "none"),
     KeySpec(
+        "processes",
+        _integer(1, 64),
+        "1",
+        "processes serving the API on one listening socket, each storing the pushes it"
+        " accepts; each queue is dispatched by one of them (sqlite and mysql drivers;"
+        " docs/performance.md)",
+    ),
+    KeySpec(
         "queue_default",
         _queue_name,
         "",
@@ -425,6 +433,7 @@ class Config:
     mysql_dsn: str = attrs.field(repr=_masked_repr)
     mysql_lock_scope: str
     pid: str
+    processes: int
     queue_default: str
     queue_default_max_workers: int
     queue_default_polling_interval: int

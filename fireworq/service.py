@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -41,6 +42,7 @@ from fireworq.lifecycle import (
     tune_garbage_collector,
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
+from fireworq.processes import ChildProcesses, become_child
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.startup import (
     LoggingRefused,
@@ -116,6 +118,9 @@ class FireworqService(Service):
         self._signals = SignalHandling(reactor, reopen_logs=self.reopen_logs)
         self.ports: list[IListeningPort] = []
         self._started: Deferred[None] | None = None
+        #: With ``processes`` > 1, this is the parent: it starts the others once listening.
+        self.children = (ChildProcesses(reactor, config, config.processes)
+                         if config.processes > 1 else None)
 
     def _manager(self, store: Store, ownership: QueueOwnership) -> QueueManager:
         config = self.config
@@ -175,6 +180,8 @@ class FireworqService(Service):
         else:
             self.ports = await listen(self._reactor, self.config, self.site, inherited.SOCKETS)
         log.info("{line}", line=ready_text(self.config, self.ports, __version__))
+        if self.children is not None:
+            self.children.start(self.ports)
         self._write_pid_file()
 
     async def _listen_while_waiting(self) -> None:
@@ -249,6 +256,8 @@ class FireworqService(Service):
         deadline = self._reactor.seconds() + self.config.shutdown_timeout
         if self._started is not None and not self._started.called:
             self._started.cancel()
+        children = (Deferred.fromCoroutine(self.children.stop(deadline))
+                    if self.children is not None else None)
         for port in self.ports:
             stopped = port.stopListening()
             if stopped is not None:
@@ -262,6 +271,8 @@ class FireworqService(Service):
         self.manager.close()
         await self._http_pool.closeCachedConnections()
         await self.store.close()
+        if children is not None:
+            await children
         self._queue_writer.close()
         self._access_writer.close()
         self._remove_pid_file()
@@ -270,6 +281,8 @@ class FireworqService(Service):
         self._queue_writer.reopen()
         self._access_writer.reopen()
         self.error_log.reopen()
+        if self.children is not None:
+            self.children.signal_all(signal.SIGUSR1)
 
 
 def _refuse_start(line: str) -> NoReturn:
@@ -284,6 +297,10 @@ def makeService(options: Options) -> FireworqService:
         config = with_twistd_logging(options.config, options.parent)
     except LoggingRefused as e:
         _refuse_start(str(e))
+    if config.processes > 1 and config.driver == "in-memory":
+        _refuse_start("processes %d needs a store the processes share: the sqlite or mysql"
+                      " driver, not in-memory" % config.processes)
+    become_child(os.environ)
     if config.driver == "sqlite":
         problem = sqlite_path_problem(config.sqlite_path)
         if problem is not None:

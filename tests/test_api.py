@@ -114,7 +114,7 @@ SETTING_KEYS = [
     "config_refresh_interval", "dispatch_allow", "dispatch_deny", "dispatch_idle_conn_timeout", "dispatch_keep_alive", "dispatch_max_conns_per_host",
     "dispatch_max_response_body", "dispatch_user_agent", "driver", "error_log",
     "error_log_level", "keep_alive", "max_pending_pushes", "max_request_body", "metrics_public",
-    "mysql_dsn", "mysql_lock_scope", "pid",
+    "mysql_dsn", "mysql_lock_scope", "pid", "processes",
     "queue_default", "queue_default_max_workers", "queue_default_polling_interval", "queue_log",
     "queue_log_level", "queue_log_tag", "queue_mysql_dsn", "repository_mysql_dsn",
     "shutdown_timeout", "sqlite_path",
@@ -623,7 +623,8 @@ class SettingsTests(APITestCase):
             ("error_log", ""), ("error_log_level", "info"), ("keep_alive", "false"),
             ("max_pending_pushes", "10000"), ("max_request_body", "1048576"),
             ("metrics_public", "false"), ("mysql_dsn", "tcp(localhost:3306)/fireworq"),
-            ("mysql_lock_scope", "database"), ("pid", ""), ("queue_default", ""),
+            ("mysql_lock_scope", "database"), ("pid", ""), ("processes", "1"),
+            ("queue_default", ""),
             ("queue_default_max_workers", "20"), ("queue_default_polling_interval", "200"),
             ("queue_log", ""), ("queue_log_level", "info"),
             ("queue_log_tag", "fireworq.queue"), ("queue_mysql_dsn", ""),
@@ -631,9 +632,9 @@ class SettingsTests(APITestCase):
             ("sqlite_path", "fireworq.sqlite3"),
         ])
         self.assertEqual([key for key, _ in ordered(response.body)], SETTING_KEYS)
-        # Fireworq's 26 and our 7: mysql_lock_scope, max_pending_pushes, api_tokens,
-        # api_tokens_file, dispatch_allow, dispatch_deny, metrics_public.
-        self.assertEqual(len(SETTING_KEYS), 33)
+        # Fireworq's 26 and our 8: mysql_lock_scope, max_pending_pushes, api_tokens,
+        # api_tokens_file, dispatch_allow, dispatch_deny, metrics_public, processes.
+        self.assertEqual(len(SETTING_KEYS), 34)
 
     def test_givenValuesAndMasking(self) -> None:
         """When values are configured, they are shown as given, computed defaults resolved,

@@ -42,6 +42,7 @@ SETTINGS_EXAMPLE = json.loads(
 OURS = {
     "api_tokens": "0", "api_tokens_file": "", "dispatch_allow": "", "dispatch_deny": "",
     "max_pending_pushes": "10000", "metrics_public": "false", "mysql_lock_scope": "database",
+    "processes": "1",
 }
 
 INT64_MAX = 2**63 - 1
@@ -53,6 +54,7 @@ INTEGER_RANGES = [
     ("dispatch_max_response_body", 1, 1073741824),
     ("max_pending_pushes", 1, INT64_MAX),
     ("max_request_body", 1, 16777215),
+    ("processes", 1, 64),
     ("queue_default_max_workers", 1, 10000),
     ("queue_default_polling_interval", 1, 3600000),
     ("shutdown_timeout", 0, 86400),
@@ -65,9 +67,9 @@ def env(key: str) -> str:
 
 class KeyTests(SynchronousTestCase):
     def test_keys(self) -> None:
-        """When the keys are listed, there are Fireworq's 26 and our 7 (docs/configuration.md,
+        """When the keys are listed, there are Fireworq's 26 and our 8 (docs/configuration.md,
         Keys), in alphabetical order, one Config attribute each."""
-        self.assertEqual(len(KEYS), 33)
+        self.assertEqual(len(KEYS), 34)
         self.assertEqual(len(set(KEYS) - set(OURS)), 26)
         self.assertEqual(list(KEYS), sorted(KEYS))
         self.assertEqual(Config.KEYS, KEYS)
@@ -174,6 +176,7 @@ class PrecedenceTests(SynchronousTestCase):
             "mysql_dsn": "u:p@tcp(h:1)/d",
             "mysql_lock_scope": "server",
             "pid": "/run/f.pid",
+            "processes": "3",
             "queue_default": "q",
             "queue_default_max_workers": "7",
             "queue_default_polling_interval": "8",

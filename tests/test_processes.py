@@ -1,0 +1,188 @@
+"""``--processes N``: one node as N processes on one listening socket (docs/performance.md,
+"More than one core"; docs/configuration.md, ``processes``).
+
+End to end on real daemons: pushes spread over the processes are all stored and delivered,
+a graceful stop ends every process only after the deliveries in flight, a child that dies
+is started again, a parent killed with ``kill -9`` takes its children with it and the next
+start delivers every acknowledged job, and the in-memory driver refuses the option.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import TestCase
+
+import mysqltools
+from e2e import Daemon, Worker, always, bounded, eventually, sleep, slow, success
+
+QUEUE = "mp"
+CATEGORY = "mp_cat"
+PROCESSES = 3
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                found.extend(int(child) for child in listing.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class _ProcessesTests:
+    driver = "sqlite"
+
+    def store_options(self) -> list[str]:
+        return []
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[misc]
+        return Deferred.fromCoroutine(self._setUp())
+
+    async def _setUp(self) -> None:
+        case: Any = self
+        self.daemon = await Daemon.start(
+            case, self.driver, ["--processes=%d" % PROCESSES, "--keep-alive=false",
+                                *self.store_options()])
+        await eventually(self.all_children_listening, 30, 0.1, "every child to listen")
+        await self.daemon.api.put_queue(QUEUE, max_workers=10, polling_interval=200)
+        await self.daemon.api.put_routing(CATEGORY, QUEUE)
+
+    async def all_children_listening(self) -> bool:
+        return await self._listening_lines(PROCESSES)
+
+    async def push_many(self, url: str, count: int, first: int = 0) -> set[int]:
+        """``count`` pushes, each on a new connection (so the kernel spreads them over the
+        processes); the ``n``s answered 200."""
+        acknowledged: set[int] = set()
+
+        def push(n: int) -> Any:
+            async def one() -> None:
+                reply = await self.daemon.api.push(CATEGORY, url, '{"n": %d}' % n)
+                if reply.code == 200:
+                    acknowledged.add(n)
+            return one
+
+        await bounded([push(n) for n in range(first, first + count)], 8)
+        return acknowledged
+
+    async def test_pushes_on_every_process_are_delivered(self) -> None:
+        case: Any = self
+        worker = await Worker.start(case, always(success()))
+        case.assertEqual(len(children(self.daemon.pid)), PROCESSES - 1)
+        # With the parent stopped, only the children can accept and store pushes.
+        os.kill(self.daemon.pid, signal.SIGSTOP)
+        try:
+            by_children = await self.push_many(worker.url(), 30)
+        finally:
+            os.kill(self.daemon.pid, signal.SIGCONT)
+        case.assertEqual(by_children, set(range(30)))
+        acknowledged = await self.push_many(worker.url(), 300, first=30)
+        case.assertEqual(len(acknowledged), 300)
+        await worker.wait_for(330, timeout=60)
+        case.assertEqual(sorted(p["n"] for p in worker.payloads()), list(range(330)))
+        exit = await self.daemon.stop()
+        case.assertEqual(exit.code, 0)
+
+    async def test_graceful_stop_waits_for_deliveries_and_ends_every_process(self) -> None:
+        case: Any = self
+        worker = await Worker.start(case, always(slow(1.5, success())))
+        acknowledged = await self.push_many(worker.url(), 20)
+        case.assertEqual(len(acknowledged), 20)
+        await worker.wait_for(10, timeout=30)  # max_workers deliveries in flight
+        pids = children(self.daemon.pid)
+        case.assertEqual(len(pids), PROCESSES - 1)
+        exit = await self.daemon.stop()
+        case.assertEqual(exit.code, 0)
+        case.assertEqual([pid for pid in pids if alive(pid)], [])
+        # Every delivery that had started was answered before the process ended.
+        case.assertEqual(worker.current, 0)
+        await self.daemon.spawn()
+        await worker.wait_for(20, timeout=60)
+        case.assertEqual(sorted(p["n"] for p in worker.payloads()), list(range(20)))
+        await self.daemon.stop()
+
+    async def test_a_dead_child_is_started_again(self) -> None:
+        case: Any = self
+        self.daemon.check_errors = False  # the parent logs the child's death as an error
+        before = children(self.daemon.pid)
+        os.kill(before[0], signal.SIGKILL)
+
+        async def replaced() -> bool:
+            now = children(self.daemon.pid)
+            return len(now) == PROCESSES - 1 and before[0] not in now
+
+        await eventually(replaced, 30, 0.1, "a new child")
+        await eventually(lambda: self._listening_lines(PROCESSES + 1), 30, 0.1,
+                         "the new child to listen")
+        worker = await Worker.start(case, always(success()))
+        acknowledged = await self.push_many(worker.url(), 60)
+        case.assertEqual(len(acknowledged), 60)
+        await worker.wait_for(60, timeout=60)
+        await self.daemon.stop()
+
+    async def _listening_lines(self, count: int) -> bool:
+        """At least ``count`` processes of the current run said they listen."""
+        return self.daemon.stderr(self.daemon.runs).count("fireworq listening on") >= count
+
+    async def test_kill9_of_the_parent_loses_no_acknowledged_job(self) -> None:
+        case: Any = self
+        worker = await Worker.start(case, always(slow(1.0, success())))
+        acknowledged = await self.push_many(worker.url(), 40)
+        case.assertEqual(len(acknowledged), 40)
+        await worker.wait_for(5, timeout=30)
+        pids = children(self.daemon.pid)
+        await self.daemon.kill9()
+
+        async def gone() -> bool:
+            return not any(alive(pid) for pid in pids)
+
+        await eventually(gone, 40, 0.1, "the children to end with their parent")
+        await self.daemon.spawn()
+
+        async def every_job() -> bool:
+            return {p["n"] for p in worker.payloads()} == acknowledged
+
+        # At least once: the jobs grabbed at the kill may come twice.
+        await eventually(every_job, 60, 0.1, "every acknowledged job")
+        await self.daemon.stop()
+
+
+class SqliteProcessesTests(_ProcessesTests, TestCase):
+    driver = "sqlite"
+
+
+class MySQLProcessesTests(_ProcessesTests, TestCase):
+    driver = "mysql"
+
+    def store_options(self) -> list[str]:
+        self.database = mysqltools.create_database("fwprocs")
+        self.addCleanup(mysqltools.drop_database, self.database)
+        return [f"--mysql-dsn={mysqltools.dsn_text(self.database)}"]
+
+
+class InMemoryRefusedTests(TestCase):
+    async def _refused(self) -> None:
+        daemon = Daemon(self, "in-memory", ["--processes=2"])
+        try:
+            await daemon.spawn()
+        except AssertionError as error:
+            self.assertIn("needs a store the processes share", str(error))
+        else:
+            raise AssertionError("an in-memory daemon started with --processes=2")
+
+    def test_in_memory_refuses_processes(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._refused())
