@@ -16,16 +16,17 @@ parent's stop stops every child gracefully and waits for them within ``shutdown_
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -109,9 +110,10 @@ class _Child(ProcessProtocol):
 class ChildProcesses:
     """The parent's N - 1 children: started, restarted when they die, stopped."""
 
-    def __init__(self, reactor: Any, config: Config, count: int,
+    def __init__(self, reactor: Any, config: Config, count: int, wake_dir: str,
                  argv_prefix: Sequence[str] | None = None) -> None:
         self._reactor = reactor
+        self._wake_dir = wake_dir
         self._config = config
         self._count = count
         self._argv_prefix = list(argv_prefix or [
@@ -141,6 +143,7 @@ class ChildProcesses:
         environ = dict(os.environ)
         environ.update(secrets)
         environ[CHILD_ENV] = str(os.getpid())
+        environ[WAKE_DIR_ENV] = self._wake_dir
         environ["SERVER_STARTER_PORT"] = ";".join(
             "%s=%d" % (name, fd) for name, fd in self._descriptors)
         for variable in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
@@ -195,3 +198,67 @@ class ChildProcesses:
             await child.ended
             if timer.active():
                 timer.cancel()
+
+
+#: Set in a child's environment: the directory of the processes' wake-up sockets.
+WAKE_DIR_ENV = "FIREWORQ_WAKE_DIR"
+
+
+class WakeChannel(DatagramProtocol):
+    """Wake-ups between the processes of one node: a push stored by a process that does not
+    dispatch its queue tells the others (one datagram per process and reactor turn, the
+    names of the queues), and the one dispatching it grabs at once instead of at its next
+    poll. Each process has a UNIX datagram socket named by its pid in one directory; a
+    lost datagram only delays the jobs until the poll."""
+
+    def __init__(self, reactor: Any, directory: str, on_wake: Callable[[str], None]) -> None:
+        self._reactor = reactor
+        self.directory = directory
+        self._on_wake = on_wake
+        self._path = os.path.join(directory, str(os.getpid()))
+        self._pending: set[str] = set()
+        self._flush_call: IDelayedCall | None = None
+        self._port: Any = None
+
+    def start(self) -> None:
+        self._port = self._reactor.listenUNIXDatagram(self._path, self)
+
+    def wake_elsewhere(self, queue_name: str) -> None:
+        self._pending.add(queue_name)
+        if self._flush_call is None:
+            self._flush_call = self._reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        data = "\n".join(sorted(self._pending)).encode("utf-8")
+        self._pending.clear()
+        if self.transport is None:
+            return
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            path = os.path.join(self.directory, name)
+            if path != self._path:
+                try:
+                    self.transport.write(data, path)  # type: ignore[arg-type]
+                except Exception:  # that process is gone or its socket full
+                    pass
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        for name in datagram.decode("utf-8", "replace").split("\n"):
+            if name:
+                self._on_wake(name)
+
+    async def stop(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if self._port is not None:
+            stopped = self._port.stopListening()
+            self._port = None
+            if stopped is not None:
+                await stopped
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)

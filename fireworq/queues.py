@@ -9,7 +9,7 @@ to as its queue is added.
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
@@ -105,8 +105,12 @@ class QueueManager:
         refresh_interval: float,
         push_concurrency: int = 1,
         max_pending_pushes: int = MAX_PENDING_PUSHES,
+        wake_elsewhere: Callable[[str], None] | None = None,
     ) -> None:
+        """``wake_elsewhere(queue_name)``: with several processes (``--processes``), tells
+        the others of a job due now that this one stored and does not dispatch."""
         self._clock = clock
+        self._wake_elsewhere = wake_elsewhere
         self._store = store
         self._ownership = ownership
         self._deliverer = deliverer
@@ -384,8 +388,17 @@ class QueueManager:
             dispatcher.stats.pushed()
             self._queue_log.push(queue_name, job, pushed)
             if job.run_after == 0:  # a delayed job is found by the poll when it is due
-                dispatcher.wake()
+                if dispatcher.active or self._wake_elsewhere is None:
+                    dispatcher.wake()
+                else:
+                    self._wake_elsewhere(queue_name)
         return Accepted(queue_name, pushed)
+
+    def wake(self, queue_name: str) -> None:
+        """Another process stored a job due now in this queue."""
+        dispatcher = self.dispatchers.get(queue_name)
+        if dispatcher is not None and dispatcher.active:
+            dispatcher.wake()
 
     # Batched store calls
 

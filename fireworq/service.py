@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from typing import Any, NoReturn
 
 from twisted.application.service import Service
@@ -42,7 +44,7 @@ from fireworq.lifecycle import (
     tune_garbage_collector,
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
-from fireworq.processes import ChildProcesses, become_child
+from fireworq.processes import WAKE_DIR_ENV, ChildProcesses, WakeChannel, become_child
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.startup import (
     LoggingRefused,
@@ -105,6 +107,17 @@ class FireworqService(Service):
         self._queue_log = QueueLog(
             self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
         )
+        #: With ``processes`` > 1, this is the parent: it starts the others once listening.
+        #: Every process of such a node has a wake channel; the parent makes its directory.
+        self.children: ChildProcesses | None = None
+        self._wake: WakeChannel | None = None
+        self._own_wake_dir = config.processes > 1
+        wake_dir = (tempfile.mkdtemp(prefix="fireworq-wake-") if self._own_wake_dir
+                    else os.environ.get(WAKE_DIR_ENV, ""))
+        if wake_dir:
+            self._wake = WakeChannel(reactor, wake_dir, lambda name: self.manager.wake(name))
+        if config.processes > 1:
+            self.children = ChildProcesses(reactor, config, config.processes, wake_dir)
         self.manager = self._manager(self.store, self.ownership)
         self._started_at = reactor.seconds()
         self._api = self._api_resource(self.store, self.manager, self.ownership)
@@ -118,9 +131,6 @@ class FireworqService(Service):
         self._signals = SignalHandling(reactor, reopen_logs=self.reopen_logs)
         self.ports: list[IListeningPort] = []
         self._started: Deferred[None] | None = None
-        #: With ``processes`` > 1, this is the parent: it starts the others once listening.
-        self.children = (ChildProcesses(reactor, config, config.processes)
-                         if config.processes > 1 else None)
 
     def _manager(self, store: Store, ownership: QueueOwnership) -> QueueManager:
         config = self.config
@@ -138,6 +148,7 @@ class FireworqService(Service):
             refresh_interval=config.config_refresh_interval / 1000.0,
             push_concurrency=PUSH_CONCURRENCY.get(config.driver, 1),
             max_pending_pushes=config.max_pending_pushes,
+            wake_elsewhere=self._wake.wake_elsewhere if self._wake is not None else None,
         )
 
     def _api_resource(
@@ -173,6 +184,8 @@ class FireworqService(Service):
         self._started.addErrback(self._start_failed)
 
     async def _start(self) -> None:
+        if self._wake is not None:
+            self._wake.start()
         await self._open_store()
         await self.manager.start()
         if self.ports:  # listening since the database was found away
@@ -273,6 +286,10 @@ class FireworqService(Service):
         await self.store.close()
         if children is not None:
             await children
+        if self._wake is not None:
+            await self._wake.stop()
+            if self._own_wake_dir:
+                shutil.rmtree(self._wake.directory, ignore_errors=True)
         self._queue_writer.close()
         self._access_writer.close()
         self._remove_pid_file()

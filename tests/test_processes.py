@@ -97,6 +97,23 @@ class _ProcessesTests:
         exit = await self.daemon.stop()
         case.assertEqual(exit.code, 0)
 
+    async def test_a_push_to_any_process_wakes_the_dispatching_one(self) -> None:
+        """With polls an hour apart, jobs stored by the processes that do not dispatch
+        their queue arrive at once: they tell the one that does."""
+        case: Any = self
+        await self.daemon.api.put_queue(QUEUE, max_workers=10, polling_interval=3600000)
+        worker = await Worker.start(case, always(success()))
+        await sleep(1.5)  # the first poll of the new interval is behind us
+        # The parent, stopped, accepts nothing: the children store every push.
+        os.kill(self.daemon.pid, signal.SIGSTOP)
+        try:
+            acknowledged = await self.push_many(worker.url(), 30)
+        finally:
+            os.kill(self.daemon.pid, signal.SIGCONT)
+        case.assertEqual(len(acknowledged), 30)
+        await worker.wait_for(30, timeout=20)
+        await self.daemon.stop()
+
     async def test_graceful_stop_waits_for_deliveries_and_ends_every_process(self) -> None:
         case: Any = self
         worker = await Worker.start(case, always(slow(1.5, success())))

@@ -241,6 +241,11 @@ class QueueDispatcher:
         long as it does."""
         self._owned = owned
 
+    @property
+    def active(self) -> bool:
+        """Whether this node (this process) dispatches the queue now."""
+        return self._active
+
     def set_active(self, active: bool) -> None:
         """Whether this node dispatches the queue; losing it stops grabbing at once."""
         self._active = active
