@@ -511,7 +511,7 @@ def _sqlite_insert_ceiling(ctx: Context, store: SQLiteStore, directory: str) -> 
     """Autocommit single-row INSERTs with the daemon's pragmas (WAL, synchronous=FULL)."""
     names = {"jobs": job_table(CEILING_TABLE), "failures": "`x_fail`",
              "grab_index": "`x_grab`", "created_index": "`x_created`",
-             "failed_index": "`x_failed`"}
+             "failed_index": "`x_failed`", "settings": "`x_settings`"}
     for statement in sqlite_storage._JOB_TABLE_SCHEMA:
         store.execute(statement.format(**names))
     now = int(time.time() * 1000)  # the daemon binds its times as parameters
