@@ -16,7 +16,6 @@ parent's stop stops every child gracefully and waits for them within ``shutdown_
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -110,10 +109,10 @@ class _Child(ProcessProtocol):
 class ChildProcesses:
     """The parent's N - 1 children: started, restarted when they die, stopped."""
 
-    def __init__(self, reactor: Any, config: Config, count: int, wake_dir: str,
+    def __init__(self, reactor: Any, config: Config, count: int, wake_group: str,
                  argv_prefix: Sequence[str] | None = None) -> None:
         self._reactor = reactor
-        self._wake_dir = wake_dir
+        self._wake_group = wake_group
         self._config = config
         self._count = count
         self._argv_prefix = list(argv_prefix or [
@@ -143,7 +142,7 @@ class ChildProcesses:
         environ = dict(os.environ)
         environ.update(secrets)
         environ[CHILD_ENV] = str(os.getpid())
-        environ[WAKE_DIR_ENV] = self._wake_dir
+        environ[WAKE_ENV] = "%s:%d:%d" % (self._wake_group, slot, self._count)
         environ["SERVER_STARTER_PORT"] = ";".join(
             "%s=%d" % (name, fd) for name, fd in self._descriptors)
         for variable in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
@@ -200,28 +199,45 @@ class ChildProcesses:
                 timer.cancel()
 
 
-#: Set in a child's environment: the directory of the processes' wake-up sockets.
-WAKE_DIR_ENV = "FIREWORQ_WAKE_DIR"
+#: Set in a child's environment: ``<group>:<slot>:<count>`` of its wake-up socket.
+WAKE_ENV = "FIREWORQ_WAKE"
+
+
+def wake_address(group: str, slot: int) -> str:
+    """The wake-up socket of process ``slot`` of a node: a Linux abstract UNIX socket
+    name, so that nothing is left in the file system however the processes end."""
+    return "\0fireworq-wake-%s-%d" % (group, slot)
 
 
 class WakeChannel(DatagramProtocol):
     """Wake-ups between the processes of one node: a push stored by a process that does not
     dispatch its queue tells the others (one datagram per process and reactor turn, the
     names of the queues), and the one dispatching it grabs at once instead of at its next
-    poll. Each process has a UNIX datagram socket named by its pid in one directory; a
-    lost datagram only delays the jobs until the poll."""
+    poll. Process ``slot`` of ``count`` listens on ``wake_address(group, slot)``; a lost
+    datagram only delays the jobs until the poll."""
 
-    def __init__(self, reactor: Any, directory: str, on_wake: Callable[[str], None]) -> None:
+    def __init__(self, reactor: Any, group: str, slot: int, count: int,
+                 on_wake: Callable[[str], None]) -> None:
         self._reactor = reactor
-        self.directory = directory
+        self.group = group
+        self._slot = slot
+        self._count = count
         self._on_wake = on_wake
-        self._path = os.path.join(directory, str(os.getpid()))
         self._pending: set[str] = set()
         self._flush_call: IDelayedCall | None = None
         self._port: Any = None
 
+    @classmethod
+    def from_environment(cls, reactor: Any, environ: Mapping[str, str],
+                         on_wake: Callable[[str], None]) -> WakeChannel | None:
+        group, _, rest = environ.get(WAKE_ENV, "").partition(":")
+        slot, _, count = rest.partition(":")
+        if not group or not slot.isdigit() or not count.isdigit():
+            return None
+        return cls(reactor, group, int(slot), int(count), on_wake)
+
     def start(self) -> None:
-        self._port = self._reactor.listenUNIXDatagram(self._path, self)
+        self._port = self._reactor.listenUNIXDatagram(wake_address(self.group, self._slot), self)
 
     def wake_elsewhere(self, queue_name: str) -> None:
         self._pending.add(queue_name)
@@ -234,16 +250,11 @@ class WakeChannel(DatagramProtocol):
         self._pending.clear()
         if self.transport is None:
             return
-        try:
-            names = os.listdir(self.directory)
-        except OSError:
-            return
-        for name in names:
-            path = os.path.join(self.directory, name)
-            if path != self._path:
+        for slot in range(self._count):
+            if slot != self._slot:
                 try:
-                    self.transport.write(data, path)  # type: ignore[arg-type]
-                except Exception:  # that process is gone or its socket full
+                    self.transport.write(data, wake_address(self.group, slot))  # type: ignore[arg-type]
+                except Exception:  # that process is being restarted, or its socket is full
                     pass
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
@@ -260,5 +271,3 @@ class WakeChannel(DatagramProtocol):
             self._port = None
             if stopped is not None:
                 await stopped
-        with contextlib.suppress(OSError):
-            os.unlink(self._path)

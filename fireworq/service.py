@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
+import secrets
 import signal
 import sys
-import tempfile
 from typing import Any, NoReturn
 
 from twisted.application.service import Service
@@ -44,7 +43,7 @@ from fireworq.lifecycle import (
     tune_garbage_collector,
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
-from fireworq.processes import WAKE_DIR_ENV, ChildProcesses, WakeChannel, become_child
+from fireworq.processes import ChildProcesses, WakeChannel, become_child
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.startup import (
     LoggingRefused,
@@ -107,17 +106,20 @@ class FireworqService(Service):
         self._queue_log = QueueLog(
             self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
         )
-        #: With ``processes`` > 1, this is the parent: it starts the others once listening.
-        #: Every process of such a node has a wake channel; the parent makes its directory.
+        #: With ``processes`` > 1, this is the parent (slot 0): it starts the others once
+        #: listening. Every process of such a node has a wake channel.
         self.children: ChildProcesses | None = None
         self._wake: WakeChannel | None = None
-        self._own_wake_dir = config.processes > 1
-        wake_dir = (tempfile.mkdtemp(prefix="fireworq-wake-") if self._own_wake_dir
-                    else os.environ.get(WAKE_DIR_ENV, ""))
-        if wake_dir:
-            self._wake = WakeChannel(reactor, wake_dir, lambda name: self.manager.wake(name))
+
+        def wake(name: str) -> None:
+            self.manager.wake(name)
+
         if config.processes > 1:
-            self.children = ChildProcesses(reactor, config, config.processes, wake_dir)
+            group = secrets.token_hex(8)
+            self._wake = WakeChannel(reactor, group, 0, config.processes, wake)
+            self.children = ChildProcesses(reactor, config, config.processes, group)
+        else:
+            self._wake = WakeChannel.from_environment(reactor, os.environ, wake)
         self.manager = self._manager(self.store, self.ownership)
         self._started_at = reactor.seconds()
         self._api = self._api_resource(self.store, self.manager, self.ownership)
@@ -288,8 +290,6 @@ class FireworqService(Service):
             await children
         if self._wake is not None:
             await self._wake.stop()
-            if self._own_wake_dir:
-                shutil.rmtree(self._wake.directory, ignore_errors=True)
         self._queue_writer.close()
         self._access_writer.close()
         self._remove_pid_file()
