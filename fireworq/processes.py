@@ -52,6 +52,9 @@ def child_arguments(config: Config) -> tuple[list[str], dict[str, str]]:
         if spec.key in ("processes", "pid"):
             continue
         text = given.get(spec.key)
+        if spec.key == "api_tokens":  # given_text keeps "(hidden)" only: the tokens again
+            text = ",".join("%s:%s" % (token.token, token.scope)
+                            for token in config.api_tokens) or None
         if text is None:
             value = getattr(config, spec.key)
             if not isinstance(value, (str, int)):  # set only by a given text

@@ -14,9 +14,11 @@ import signal
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import mysqltools
+from fireworq.config import load_config, settings
+from fireworq.processes import child_arguments
 from e2e import Daemon, Worker, always, bounded, eventually, sleep, slow, success
 
 QUEUE = "mp"
@@ -203,3 +205,25 @@ class InMemoryRefusedTests(TestCase):
 
     def test_in_memory_refuses_processes(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._refused())
+
+
+class ChildArgumentsTests(SynchronousTestCase):
+    def test_a_child_gets_the_same_settings_and_secrets_stay_off_its_command_line(self) -> None:
+        """When the parent was given secrets (a DSN with a password, API tokens) and plain
+        values, its children get the secrets by environment only, and their settings are
+        the parent's."""
+        config = load_config({"api_tokens": "s3cret-token:admin", "processes": "3",
+                              "mysql_dsn": "app:pw0rd@tcp(db:3306)/fireworq",
+                              "queue_log": "/var/log/q.log", "keep_alive": "1"}, {})
+        options, environ = child_arguments(config)
+        self.assertEqual(environ, {"FIREWORQ_API_TOKENS": "s3cret-token:admin",
+                                   "FIREWORQ_MYSQL_DSN": "app:pw0rd@tcp(db:3306)/fireworq"})
+        self.assertFalse([o for o in options if "s3cret" in o or "pw0rd" in o])
+        self.assertEqual(options[-2:], ["--pid=", "--processes=1"])
+        given = {}
+        for option in options:
+            key, _, value = option[2:].partition("=")
+            given[key.replace("-", "_")] = value
+        child = load_config(given, environ)
+        expected = dict(settings(config), processes="1")
+        self.assertEqual(settings(child), expected)
