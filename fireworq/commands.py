@@ -79,10 +79,13 @@ def _push(client: Client, args: argparse.Namespace, out: TextIO) -> None:
             json.loads(args.payload)
         except ValueError as e:
             raise UsageError(f"--payload is not JSON: {e}") from None
+    headers = dict(_header(text) for text in args.header) if args.header else None
     job = client.push(args.category, args.url, payload_json=args.payload,
                       run_after=args.run_after, max_retries=args.max_retries,
                       retry_delay=args.retry_delay, timeout=args.timeout,
-                      unique_key=args.unique_key)
+                      unique_key=args.unique_key,
+                      retry_backoff=args.retry_backoff, retry_max_delay=args.retry_max_delay,
+                      retry_jitter=args.retry_jitter, headers=headers)
     if args.json:
         write_json(out, job.raw)
     elif job.duplicate:
@@ -90,6 +93,13 @@ def _push(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                   " key; nothing was stored\n")
     else:
         out.write(f"pushed job {job.id} to queue {job.queue_name}\n")
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise UsageError(f"--header takes 'Name: value', not {text!r}")
+    return name.strip(), value.strip()
 
 
 def _queues(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -365,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--timeout", type=int, metavar="S", help="limit of one worker exchange")
     push.add_argument("--unique-key", metavar="KEY",
                       help="store the job only if the queue has not seen this key lately")
+    push.add_argument("--retry-backoff", choices=["fixed", "exponential"],
+                      help="how the delay between tries grows (over the queue's)")
+    push.add_argument("--retry-max-delay", type=int, metavar="S",
+                      help="longest delay between tries (over the queue's)")
+    push.add_argument("--retry-jitter", action=argparse.BooleanOptionalAction, default=None,
+                      help="wait a random part of each delay (over the queue's)")
+    push.add_argument("--header", action="append", metavar="'NAME: VALUE'",
+                      help="a header sent with the job (over the queue's); repeatable")
 
     command("queues", _queues, "list the queues")
 

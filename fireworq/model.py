@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from enum import Enum
 from typing import Any, Callable, Generic, Sequence, TypeVar
@@ -55,11 +56,51 @@ class MemberCodec:
     decode: Callable[[Any], Any] | None = None
 
 
-def own_member(default: Any, codec: MemberCodec = MemberCodec()) -> Any:
+def own_member(default: Any, codec: MemberCodec = MemberCodec(), *, secret: bool = False
+               ) -> Any:
     """A queue member that Fireworq does not have: stored in a table of our own (JSON), so
     that adding one needs no schema change; keyword-only, so positional construction keeps
-    meaning Fireworq's five members."""
-    return attrs.field(default=default, kw_only=True, metadata={OWN_MEMBER: codec})
+    meaning Fireworq's five members. A ``secret`` one is left out of the repr (log lines)."""
+    return attrs.field(default=default, kw_only=True, metadata={OWN_MEMBER: codec},
+                       repr=not secret)
+
+
+BACKOFF_FIXED = "fixed"
+BACKOFF_EXPONENTIAL = "exponential"
+BACKOFFS = (BACKOFF_FIXED, BACKOFF_EXPONENTIAL)
+RESULT_MODE_FIREWORQ = "fireworq"
+RESULT_MODE_WEBHOOK = "webhook"
+RESULT_MODES = (RESULT_MODE_FIREWORQ, RESULT_MODE_WEBHOOK)
+#: Largest ``retry_max_delay`` (seconds); also the longest wait before a retry when no cap
+#: is set: the largest ``retry_delay`` of a push (docs/api.md).
+MAX_RETRY_DELAY = 31536000
+#: Headers given as (name, value) pairs, in order.
+HeaderPairs = tuple[tuple[str, str], ...]
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def decode(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"not one of {choices}")
+        return str(value)
+    return decode
+
+
+_backoff = _one_of(BACKOFFS)
+_result_mode = _one_of(RESULT_MODES)
+
+
+def _header_pairs(value: Any) -> HeaderPairs:
+    if not isinstance(value, dict) or not all(
+            isinstance(name, str) and isinstance(item, str) for name, item in value.items()):
+        raise TypeError("headers must be an object of strings")
+    return tuple(value.items())
+
+
+def _secrets(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError("signing secrets must be a list of strings")
+    return tuple(value)
 
 
 @attrs.frozen
@@ -85,6 +126,20 @@ class QueueDefinition:
     failed_job_limit: int = own_member(0)
     #: Seconds a push's unique key is remembered; 0 remembers none (no deduplication).
     unique_window: int = own_member(DEFAULT_UNIQUE_WINDOW)
+    #: How the wait before a retry grows (docs/api.md, Retry policy): ``"fixed"`` or
+    #: ``"exponential"``.
+    retry_backoff: str = own_member(BACKOFF_FIXED, MemberCodec(decode=_backoff))
+    #: Longest wait before a retry, in seconds; 0 for no cap of its own.
+    retry_max_delay: int = own_member(0)
+    #: Wait a random time from 0 to the computed wait (full jitter).
+    retry_jitter: bool = own_member(False)
+    #: How a worker's answer is read (docs/worker-protocol.md): ``"fireworq"`` or ``"webhook"``.
+    result_mode: str = own_member(RESULT_MODE_FIREWORQ, MemberCodec(decode=_result_mode))
+    #: Headers added to every delivery, in order.
+    headers: HeaderPairs = own_member((), MemberCodec(encode=dict, decode=_header_pairs))
+    #: Standard Webhooks secrets (``whsec_`` + base64) every delivery is signed with.
+    signing_secrets: tuple[str, ...] = own_member(
+        (), MemberCodec(encode=list, decode=_secrets), secret=True)
     paused: bool = attrs.field(default=False, kw_only=True)
 
     @property
@@ -181,6 +236,54 @@ class UniqueKey:
 
 
 @attrs.frozen
+class JobOptions:
+    """The job members of our own a push may give (docs/api.md, Pushing jobs); ``None`` (or
+    absent) leaves the queue's member in force. Stored beside the job, in a table of our
+    own, only when at least one is given."""
+
+    retry_backoff: str | None = None
+    retry_max_delay: int | None = None
+    retry_jitter: bool | None = None
+    headers: HeaderPairs | None = None
+
+    def encode(self) -> bytes:
+        """As stored: a compact JSON object of the members given."""
+        found: dict[str, Any] = {}
+        for field in attrs.fields(JobOptions):
+            value = getattr(self, field.name)
+            if value is not None:
+                found[field.name] = dict(value) if field.name == "headers" else value
+        return json.dumps(found, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def decode(cls, raw: bytes | str | None) -> JobOptions | None:
+        """Read a stored object; members that do not read back are left out."""
+        if not raw:
+            return None
+        try:
+            stored = json.loads(raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))
+        except ValueError:
+            return None
+        if not isinstance(stored, dict):
+            return None
+        found: dict[str, Any] = {}
+        backoff = stored.get("retry_backoff")
+        if backoff in BACKOFFS:
+            found["retry_backoff"] = backoff
+        max_delay = stored.get("retry_max_delay")
+        if type(max_delay) is int and 0 <= max_delay <= MAX_RETRY_DELAY:
+            found["retry_max_delay"] = max_delay
+        jitter = stored.get("retry_jitter")
+        if type(jitter) is bool:
+            found["retry_jitter"] = jitter
+        try:
+            found["headers"] = _header_pairs(stored["headers"])
+        except (KeyError, TypeError):
+            pass
+        return cls(**found)
+
+
+@attrs.frozen
 class NewJob:
     """A job as a push stores it. ``payload`` is the stored payload (docs/api.md, Payloads)."""
 
@@ -192,6 +295,8 @@ class NewJob:
     retry_delay: int
     timeout: int
     unique: UniqueKey | None = attrs.field(default=None, kw_only=True)
+    #: Our job members, ``None`` when the push gave none (nothing more is stored then).
+    options: JobOptions | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen
@@ -236,6 +341,8 @@ class Job:
     fail_count: int
     timeout: int
     grabber_id: int | None = None
+    #: Our job members as stored with the job (read by grabs only).
+    options: JobOptions | None = attrs.field(default=None, kw_only=True)
 
     @property
     def max_retries(self) -> int:
@@ -261,6 +368,9 @@ class WorkerResult:
     status: str
     code: int
     message: str
+    #: Seconds the worker asked to wait before the next attempt (``Retry-After``); never
+    #: stored.
+    retry_after: float | None = attrs.field(default=None, kw_only=True)
 
     @property
     def succeeded(self) -> bool:
@@ -288,10 +398,12 @@ class RetrySettings:
     max_retries: int
     retry_delay: int
     timeout: int
+    #: The job's members of our own (docs/api.md, Delivery policy), kept with them.
+    options: JobOptions | None = None
 
     @classmethod
     def of(cls, job: Job) -> RetrySettings:
-        return cls(job.max_retries, job.retry_delay, job.timeout)
+        return cls(job.max_retries, job.retry_delay, job.timeout, job.options)
 
     @classmethod
     def inferred(cls, fail_count: int) -> RetrySettings:
@@ -304,7 +416,7 @@ class RetrySettings:
         """The new job that retrying a failure-log entry with these settings pushes."""
         return NewJob(category=category, url=url, payload=payload, run_after=run_after,
                       max_retries=self.max_retries, retry_delay=self.retry_delay,
-                      timeout=self.timeout)
+                      timeout=self.timeout, options=self.options)
 
 
 @attrs.frozen
@@ -355,6 +467,9 @@ class Completion:
     job: Job
     kind: CompletionKind
     result: WorkerResult
+    #: For a retry: ms until the next attempt, or ``None`` for the job's ``retry_delay`` as
+    #: Fireworq waits it (the store computes it then, as Fireworq does).
+    retry_in: int | None = None
 
 
 @attrs.frozen

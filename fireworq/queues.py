@@ -9,6 +9,7 @@ to as its queue is added.
 
 from __future__ import annotations
 
+from random import Random
 from typing import Callable, Sequence, Union
 
 import attrs
@@ -106,11 +107,14 @@ class QueueManager:
         push_concurrency: int = 1,
         max_pending_pushes: int = MAX_PENDING_PUSHES,
         wake_elsewhere: Callable[[str], None] | None = None,
+        random: Callable[[], float] | None = None,
     ) -> None:
         """``wake_elsewhere(queue_name)``: with several processes (``--processes``), tells
         the others of a job due now that this one stored and does not dispatch."""
         self._clock = clock
         self._wake_elsewhere = wake_elsewhere
+        #: Draws the jitter of retry waits (docs/api.md, Retry policy): a float in [0, 1).
+        self._random = random or Random().random
         self._store = store
         self._ownership = ownership
         self._deliverer = deliverer
@@ -249,7 +253,7 @@ class QueueManager:
         dispatcher = QueueDispatcher(
             definition, clock=self._clock, store=self._store, deliverer=self._deliverer,
             due_check=self._due.submit, write_completion=self._completions.submit,
-            stats=QueueStats(self._clock), queue_log=self._queue_log,
+            stats=QueueStats(self._clock), queue_log=self._queue_log, random=self._random,
         )
         self.dispatchers[name] = dispatcher
         dispatcher.start()

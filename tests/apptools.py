@@ -86,7 +86,7 @@ class FakeDeliverer:
         self.pending: list[tuple[Job, Deferred[WorkerResult]]] = []
         self.delivered: list[Job] = []
 
-    async def deliver(self, job: Job) -> WorkerResult:
+    async def deliver(self, job: Job, queue: object = None) -> WorkerResult:
         self.delivered.append(job)
         if self.script is not None:
             return self.script(job)

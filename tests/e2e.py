@@ -459,6 +459,8 @@ class Answer:
     code: int = 200
     delay: float = 0.0
     content_type: str = "application/json"
+    #: More response headers, (name, value) pairs.
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def result(cls, status: str, message: str = "", code: int = 200,
@@ -617,6 +619,8 @@ class Worker:
     def _write(request: Request, answer: Answer) -> bytes:
         request.setResponseCode(answer.code)
         request.setHeader(b"Content-Type", answer.content_type.encode())
+        for name, value in answer.headers:
+            request.setHeader(name.encode(), value.encode())
         return answer.body
 
     def _finished(self, _: Any) -> None:

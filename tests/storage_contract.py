@@ -29,6 +29,7 @@ from fireworq.model import (
     FailedJob,
     FailedOrder,
     Job,
+    JobOptions,
     JobState,
     JobStatus,
     NewJob,
@@ -192,6 +193,11 @@ class StoreContractMixin(_Base):
 
     async def breakJobTable(self, table: str) -> None:
         """Make every later insert of a job into C{table} fail with an exception."""
+        raise NotImplementedError()
+
+    async def storedJobOptions(self, table: str) -> int:
+        """How many jobs of C{table} have job members of our own stored (rows of the
+        driver's own table, for the SQL drivers)."""
         raise NotImplementedError()
 
     # -- Fixture and helpers -------------------------------------------------------------
@@ -416,6 +422,118 @@ class StoreContractMixin(_Base):
         self.assertTrue(await self.store.put_queue(queue("mail", max_workers=3)))
         self.assertEqual(await self.store.get_queue("mail"), queue("mail", max_workers=3))
         self.assertGreater((await self.store.revisions())[2], theirs[2])
+
+    async def test_deliveryPolicyMembersRoundTrip(self) -> None:
+        """The delivery policy members (docs/api.md, Delivery policy) read back as stored,
+        headers in their order; back at their defaults they are no longer stored."""
+        policy = queue(
+            "hooks", retry_backoff="exponential", retry_max_delay=600, retry_jitter=True,
+            result_mode="webhook", headers=(("X-Tenant", "t\u00e9"), ("Authorization", "x")),
+            signing_secrets=("whsec_" + "A" * 32, "whsec_" + "B" * 32))
+        self.assertTrue(await self.store.put_queue(policy))
+        self.assertEqual(await self.store.get_queue("hooks"), policy)
+        self.assertEqual(await self.store.list_queues(), [policy])
+        self.assertFalse(await self.store.put_queue(policy))
+        self.assertTrue(await self.store.put_queue(queue("hooks")))
+        self.assertEqual(await self.store.get_queue("hooks"), queue("hooks"))
+
+    async def test_jobOptionsReadByGrabs(self) -> None:
+        """Job members of our own are stored with the job in the push: a grab reads them
+        back, retries keep them; inspection does not show them, and a job pushed without
+        any stores nothing more."""
+        await self.prepared("mail")
+        options = JobOptions(retry_backoff="exponential", retry_max_delay=60,
+                             retry_jitter=False, headers=(("X-A", "1"), ("X-B", "2")))
+        pushed = await self.store.push([
+            ("mail", attrs.evolve(newJob(), options=options)), ("mail", newJob())])
+        self.assertEqual(await self.storedJobOptions("mail"), 1)
+        with_options, plain = await self.store.grab("mail", 10)
+        self.assertEqual((with_options.id, plain.id), (pushed[0].id, pushed[1].id))
+        self.assertEqual(with_options.options, options)
+        self.assertIsNone(plain.options)
+        await self.store.complete([Completion(
+            "mail", with_options, CompletionKind.RETRY, WorkerResult("failure", 500, ""),
+            retry_in=0)])
+        inspected = await self.getJob("mail", with_options.id)
+        self.assertIsNone(inspected.options)
+        [again] = await self.store.grab("mail", 10)
+        self.assertEqual(again.options, options)
+
+    async def test_jobOptionsGoWithTheJob(self) -> None:
+        """A job's members of our own are removed with it: on success, when it is deleted,
+        and with its failure-log entry after a final failure; never while another node
+        holds the job."""
+        await self.prepared("mail")
+        options = JobOptions(retry_jitter=True)
+        job = attrs.evolve(newJob(), options=options)
+        pushed = await self.store.push([("mail", job)] * 4)
+        grabbed = await self.store.grab("mail", 10)
+        self.assertEqual(await self.storedJobOptions("mail"), 4)
+        await self.store.complete([
+            Completion("mail", grabbed[0], CompletionKind.SUCCESS, WorkerResult("success", 200, "")),
+            Completion("mail", grabbed[1], CompletionKind.FAIL, WorkerResult("failure", 500, "")),
+        ])
+        # The failed job's stay with its failure-log entry.
+        self.assertEqual(await self.storedJobOptions("mail"), 3)
+        [entry] = await self.failureLog("mail")
+        await self.store.delete_failed("mail", entry.id)
+        self.assertEqual(await self.storedJobOptions("mail"), 2)
+        await self.store.delete_job("mail", pushed[2].id)
+        self.assertEqual(await self.storedJobOptions("mail"), 1)
+        # Not ours any more: the outcome is not written, the members stay with the job.
+        await self.store.recover("mail")
+        other = await self.otherNode()
+        [theirs] = await other.grab("mail", 10)
+        await self.store.complete([Completion(
+            "mail", grabbed[3], CompletionKind.SUCCESS, WorkerResult("success", 200, ""))])
+        self.assertEqual(await self.storedJobOptions("mail"), 1)
+        self.assertEqual(theirs.options, options)
+
+    async def test_jobOptionsFollowARetriedEntry(self) -> None:
+        """Retrying a failure-log entry pushes the job with its members of our own again;
+        removing entries in bulk (or by retention) removes theirs."""
+        await self.prepared("mail")
+        options = JobOptions(retry_backoff="exponential", headers=(("X-A", "1"),))
+        await self.store.push([("mail", attrs.evolve(newJob(), options=options)),
+                               ("mail", attrs.evolve(newJob(), options=options)),
+                               ("mail", newJob())])
+        grabbed = await self.store.grab("mail", 10)
+        await self.store.complete([
+            Completion("mail", job, CompletionKind.FAIL, WorkerResult("failure", 500, ""))
+            for job in grabbed])
+        self.assertEqual(await self.storedJobOptions("mail"), 2)
+        first, second, plain = sorted(await self.failureLog("mail"), key=lambda f: f.job_id)
+        [retried] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=first.id), 1, 0)
+        self.assertEqual(retried.job.options, options)
+        [retried_plain] = await self.store.retry_failed(
+            "mail", FailedFilter(failure_id=plain.id), 1, 0)
+        self.assertIsNone(retried_plain.job.options)
+        self.assertEqual(await self.storedJobOptions("mail"), 2)
+        again = {job.id: job for job in await self.store.grab("mail", 10)}
+        self.assertEqual(again[retried.pushed.id].options, options)
+        self.assertIsNone(again[retried_plain.pushed.id].options)
+        self.assertEqual(await self.store.delete_failed_matching("mail", FailedFilter(), 10), 1)
+        self.assertEqual(await self.storedJobOptions("mail"), 1)
+
+    async def test_retryWaitGiven(self) -> None:
+        """A retry with a wait of its own (the delivery policy's) is due that many ms from
+        now, whatever the job's retry_delay; jobs with other waits in the same write each
+        get theirs."""
+        await self.prepared("mail")
+        await self.store.push([("mail", newJob(retry_delay=30))] * 3)
+        first, second, third = await self.store.grab("mail", 10)
+        self.advanceTo(START + 2.5)
+        now = self.storeNow()
+        failure = WorkerResult("failure", 503, "")
+        await self.store.complete([
+            Completion("mail", first, CompletionKind.RETRY, failure, retry_in=120_000),
+            Completion("mail", second, CompletionKind.RETRY, failure, retry_in=1_500),
+            Completion("mail", third, CompletionKind.RETRY, failure, retry_in=None),
+        ])
+        self.assertEqual((await self.getJob("mail", first.id)).next_try, now + 120_000)
+        self.assertEqual((await self.getJob("mail", second.id)).next_try, now + 1_500)
+        self.assertEqual((await self.getJob("mail", third.id)).next_try, now + 30_000)
 
     async def test_pauseAndResume(self) -> None:
         """

@@ -171,7 +171,9 @@ json_values = st.recursive(
 FIELDS = ["url", "payload", "run_after", "max_retries", "retry_delay", "timeout", "category",
           "queue_name", "job_category", "name", "polling_interval", "max_workers",
           "max_dispatches_per_second", "max_burst_size", "failed_job_ttl", "failed_job_limit",
-          "failed_after", "failed_before", "limit", "unique_key", "unique_window", "jobs"]
+          "failed_after", "failed_before", "limit", "unique_key", "unique_window", "jobs",
+          "retry_backoff", "retry_max_delay", "retry_jitter", "result_mode", "headers",
+          "signing_secrets"]
 field_values = st.one_of(
     json_values,
     st.integers(min_value=0, max_value=20),
@@ -240,6 +242,27 @@ authorizations = st.one_of(
                                 b"Bearer \xff"]),
     header_values, header_values.map(lambda v: b"Bearer " + v),
 )
+# The delivery policy members (docs/api.md, Delivery policy).
+VALID_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+REDACTED_SECRET = "whsec_\u2026(redacted)"
+delivery_header_objects = st.dictionaries(
+    st.text(max_size=12) | tokens | st.sampled_from(
+        ["Host", "X-Tenant", "Fireworq-Job-Id", "webhook-id", "Proxy-Authorization",
+         "Authorization", "Content-Type", "TE", "x-tenant"]),
+    st.text(max_size=20) | st.sampled_from(["a\r\nb", "\x00", "v" * 5000]) | json_scalars,
+    max_size=40)
+secret_lists = st.lists(
+    st.sampled_from([VALID_SECRET, REDACTED_SECRET, "whsec_", ""]) | st.text(max_size=10)
+    | st.binary(max_size=80).map(lambda b: "whsec_" + base64.b64encode(b).decode()),
+    max_size=5)
+policy_members = st.fixed_dictionaries({}, optional={
+    "retry_backoff": st.sampled_from(["fixed", "exponential", "linear", ""]) | json_scalars,
+    "retry_max_delay": st.integers(-1, 31536001) | json_scalars,
+    "retry_jitter": st.booleans() | json_scalars,
+    "result_mode": st.sampled_from(["fireworq", "webhook", "json"]) | json_scalars,
+    "headers": delivery_header_objects | json_values,
+    "signing_secrets": secret_lists | json_values,
+})
 hosts = st.one_of(st.just(b"fireworq.test"), header_values, st.none(),
                   st.sampled_from([b"a..b", b"a" * 70, b"[::1]:8080", b"\xff"]))
 
@@ -423,3 +446,29 @@ class APIFuzzTests(SynchronousTestCase):
             self.still_answers()
 
         self.run_example(example, secured)
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(queue_members=policy_members, job_members=policy_members,
+           queue_name=st.sampled_from(KNOWN_QUEUES))
+    def test_deliveryPolicyMembers(self, queue_members: dict[str, Any],
+                                   job_members: dict[str, Any], queue_name: str) -> None:
+        """When a queue is defined and a job pushed with arbitrary delivery policy members,
+        each answer is 200 or 400, a stored secret is never shown, and the job is
+        delivered (docs/api.md, Delivery policy)."""
+        def example() -> None:
+            path = "/queue/" + quote(queue_name, safe="")
+            response = self.node.put(path, queue_members)
+            self.check(response, False)
+            self.assertIn(response.status, (200, 400), response.body)
+            shown = self.node.get(path)
+            self.check(shown, False)
+            self.assertNotIn(VALID_SECRET.encode(), response.body + shown.body)
+            pushed = self.node.post(
+                "/job/send_welcome", {"url": "http://worker.internal:8000/send", **job_members})
+            self.check(pushed, False)
+            self.assertIn(pushed.status, (200, 400), pushed.body)
+            self.node.advance(0.25)
+            self.still_answers()
+
+        self.run_example(example)

@@ -360,3 +360,39 @@ class OfflineTests(TestCase):
         from fireworq.client import api
         body = api.put_queue("q", max_workers=4, more={"max_workers": 1, "x": True}).request.body
         self.assertEqual(json.loads(body or b""), {"max_workers": 4, "x": True})
+
+    def test_delivery_policy(self) -> None:
+        """The delivery policy members (docs/api.md, Delivery policy) go in put_queue and
+        push bodies when given, and read back from a queue, at their defaults when left
+        out."""
+        from fireworq.client import api
+        body = api.put_queue("q", retry_backoff="exponential", retry_max_delay=60,
+                             retry_jitter=True, result_mode="webhook",
+                             headers={"X-Tenant": "acme"},
+                             signing_secrets=("whsec_\u2026(redacted)",)).request.body
+        self.assertEqual(json.loads(body or b""), {
+            "retry_backoff": "exponential", "retry_max_delay": 60, "retry_jitter": True,
+            "result_mode": "webhook", "headers": {"X-Tenant": "acme"},
+            "signing_secrets": ["whsec_\u2026(redacted)"]})
+        body = api.push("c", "http://w/", retry_backoff="fixed", retry_jitter=False,
+                        retry_max_delay=0, headers={"X-A": "1"}).request.body
+        self.assertEqual(json.loads(body or b""), {
+            "url": "http://w/", "retry_backoff": "fixed", "retry_max_delay": 0,
+            "retry_jitter": False, "headers": {"X-A": "1"}})
+        plain = Queue.from_json({"name": "q", "max_workers": 2})
+        self.assertEqual((plain.retry_backoff, plain.retry_max_delay, plain.retry_jitter,
+                          plain.result_mode, plain.headers, plain.signing_secrets),
+                         ("fixed", 0, False, "fireworq", {}, ()))
+        shown = Queue.from_json({
+            "name": "q", "max_workers": 2, "retry_backoff": "exponential",
+            "retry_max_delay": 9, "retry_jitter": True, "result_mode": "webhook",
+            "headers": {"A": "b"}, "signing_secrets": ["whsec_\u2026(redacted)"]})
+        self.assertEqual((shown.retry_backoff, shown.retry_max_delay, shown.retry_jitter,
+                          shown.result_mode, shown.headers, shown.signing_secrets),
+                         ("exponential", 9, True, "webhook", {"A": "b"},
+                          ("whsec_\u2026(redacted)",)))
+        from fireworq.client import UnexpectedAnswer
+        self.assertRaises(UnexpectedAnswer, Queue.from_json,
+                          {"name": "q", "max_workers": 2, "headers": {"A": 1}})
+        self.assertRaises(UnexpectedAnswer, Queue.from_json,
+                          {"name": "q", "max_workers": 2, "retry_jitter": 1})

@@ -98,6 +98,35 @@ class CommandTests(TestCase):
         await self.fireworq("queue", "mail", "--delete")
         self.assertEqual(await self.fireworq("queues"), "(none)\n")
 
+    async def test_delivery_policy(self) -> None:
+        """The delivery policy from the command line (docs/api.md, Delivery policy): queue
+        members with --set (signing secrets shown redacted, and kept by a later --set), job
+        members with push options; the worker gets the headers."""
+        await self.start()
+        secret = "whsec_" + "a" * 32
+        shown = await self.json(
+            "queue", "mail", "--set", "retry_backoff=exponential", "--set",
+            'headers={"X-Tenant": "acme"}', "--set", f'signing_secrets=["{secret}"]')
+        self.assertEqual((shown["retry_backoff"], shown["headers"], shown["signing_secrets"]),
+                         ("exponential", {"X-Tenant": "acme"}, ["whsec_\u2026(redacted)"]))
+        kept = await self.json("queue", "mail", "--set", "retry_jitter=true")
+        self.assertEqual(kept["signing_secrets"], ["whsec_\u2026(redacted)"])
+        self.assertNotIn(secret, await self.fireworq("queue", "mail"))
+        await self.fireworq("routing", CATEGORY, "--queue", "mail")
+        await self.fireworq("push", CATEGORY, "--url", self.worker.url(), "--retry-backoff",
+                            "fixed", "--retry-max-delay", "30", "--no-retry-jitter",
+                            "--header", "X-Trace: t-1", "--header", "X-Tenant: other")
+        [received] = await self.worker.wait_for(1)
+        self.assertEqual(received.header("X-Trace"), "t-1")
+        self.assertEqual(received.header("X-Tenant"), "other")
+        self.assertIsNotNone(received.header("webhook-signature"))
+        await self.fireworq("push", CATEGORY, "--url", self.worker.url(), "--header", "X",
+                            status=2)
+        self.assertIn("--header takes 'Name: value'", self.err)
+        await self.fireworq("push", CATEGORY, "--url", self.worker.url(), "--header",
+                            "Host: x", status=1)
+        self.assertIn("Header not allowed in 'headers': Host", self.err)
+
     async def test_failure_log(self) -> None:
         """When jobs have failed, ``failed`` lists them, filters them and deletes those the
         filters select; deleting the whole log needs --all."""

@@ -110,7 +110,7 @@ class Deliverer:
     def __init__(self) -> None:
         self.delivered: list[Job] = []
 
-    async def deliver(self, job: Job) -> WorkerResult:
+    async def deliver(self, job: Job, queue: object = None) -> WorkerResult:
         self.delivered.append(job)
         return SUCCESS
 

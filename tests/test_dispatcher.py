@@ -110,7 +110,7 @@ class FakeDeliverer:
     def times(self) -> list[float]:
         return [when for when, _ in self.calls]
 
-    async def deliver(self, job: Job) -> WorkerResult:
+    async def deliver(self, job: Job, queue: object = None) -> WorkerResult:
         self.calls.append((self._clock.seconds(), job))
         if self.script is not None:
             return self.script(job)
@@ -207,6 +207,8 @@ class Harness:
         level: str = "info",
         due_check: Callable[[str], Awaitable[bool]] | None = None,
         start_at: float = 0.0,
+        random: Callable[[], float] | None = None,
+        **members: Any,
     ) -> None:
         self.clock = GuardedClock()
         self.clock.advance(start_at)
@@ -220,12 +222,12 @@ class Harness:
         self.stats = QueueStats(self.clock)
         self.definition = QueueDefinition(
             name=QUEUE, polling_interval=polling_interval, max_workers=max_workers,
-            max_dispatches_per_second=rate, max_burst_size=burst,
+            max_dispatches_per_second=rate, max_burst_size=burst, **members,
         )
         self.dispatcher = QueueDispatcher(
             self.definition, clock=self.clock, store=self.store, deliverer=self.deliverer,
             due_check=due_check or self.due.submit, write_completion=self.completions.submit,
-            stats=self.stats, queue_log=self.queue_log,
+            stats=self.stats, queue_log=self.queue_log, random=random,
         )
 
     async def _due_tables(self, tables: Sequence[str]) -> Sequence[bool]:

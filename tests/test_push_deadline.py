@@ -70,7 +70,7 @@ class StallingStore:
 
 
 class Never:
-    async def deliver(self, job: Any) -> Any:
+    async def deliver(self, job: Any, queue: Any = None) -> Any:
         return Deferred()
 
 

@@ -31,6 +31,7 @@ from fireworq.model import (
     FailedJob,
     FailedOrder,
     InFlight,
+    JobOptions,
     JobStatus,
     QueueDefinition,
     Routing,
@@ -39,7 +40,7 @@ from fireworq.model import (
 )
 from fireworq.storage import Store
 from fireworq.storage.memory import MemoryStore
-from fireworq.storage.sqlcommon import encode_result, failure_table, job_table
+from fireworq.storage.sqlcommon import encode_result, failure_table, job_table, options_table
 from fireworq.storage.sqlite import SqliteStore
 from fireworq.dsn import parse_dsn
 from fireworq.storage.mysql import MySQLStore, lock_name, supports_skip_locked
@@ -105,6 +106,11 @@ class MemoryStoreContractTests(StoreContractMixin, TestCase):
             raise RuntimeError("the job table is gone")
         self.store.push = broken  # type: ignore[method-assign]
 
+    async def storedJobOptions(self, table: str) -> int:
+        found = cast(MemoryStore, self.store)._tables[table]
+        return (sum(job.options is not None for job in found.jobs.values())
+                + sum(kept.options is not None for kept in found.retry_settings.values()))
+
 
 # ---------------------------------------------------------------------------------------
 # sqlite
@@ -155,6 +161,24 @@ class SqliteStoreContractTests(StoreContractMixin, TestCase):
         with closing(sqlite3.connect(self.path)) as connection:
             connection.execute("DROP TABLE %s" % job_table(table))
             connection.commit()
+
+    async def storedJobOptions(self, table: str) -> int:
+        with closing(sqlite3.connect(self.path)) as connection:
+            [(count,)] = connection.execute("SELECT COUNT(*) FROM %s" % options_table(table))
+        return int(count)
+
+    async def test_staleJobOptionsIgnored(self) -> None:
+        """A row of job members left by a node that does not remove them, under an id given
+        out again, is not read as the new job's."""
+        await self.store.prepare_queue("mail")
+        [pushed] = await self.store.push([("mail", newJob())])
+        with closing(sqlite3.connect(self.path)) as connection:
+            connection.execute("INSERT INTO %s (job_id, created_at, options) VALUES (?, ?, ?)"
+                               % options_table("mail"),
+                               (pushed.id, pushed.created_at - 1, b'{"retry_jitter":true}'))
+            connection.commit()
+        [grabbed] = await self.store.grab("mail", 10)
+        self.assertIsNone(grabbed.options)
 
     async def test_leftOwnRowIsReset(self) -> None:
         """A row of ours left by a queue Fireworq deleted does not come back to life when
@@ -306,6 +330,30 @@ class MySQLStoreContractTests(StoreContractMixin, TestCase):
 
     async def breakJobTable(self, table: str) -> None:
         mysqltools.execute(self.database, "DROP TABLE %s" % job_table(table))
+
+    async def storedJobOptions(self, table: str) -> int:
+        [(count,)] = mysqltools.execute(
+            self.database, "SELECT COUNT(*) FROM %s" % options_table(table))
+        return int(count)
+
+    async def test_staleJobOptionsIgnored(self) -> None:
+        """A row of job members left by a node that does not remove them (a Fireworq node),
+        under an id InnoDB gave out again, is not read as the new job's; a push with
+        members replaces it."""
+        await self.store.prepare_queue("mail")
+        [pushed] = await self.store.push([("mail", newJob())])
+        mysqltools.execute(
+            self.database, "INSERT INTO %s (job_id, created_at, options) VALUES (%%s, %%s, %%s)"
+            % options_table("mail"), (pushed.id, pushed.created_at - 1, b'{"retry_jitter":true}'))
+        mysqltools.execute(self.database, "INSERT INTO %s (job_id, created_at, options)"
+                           " VALUES (%%s, 1, 'x')" % options_table("mail"), (pushed.id + 1,))
+        [grabbed] = await self.store.grab("mail", 10)
+        self.assertIsNone(grabbed.options)
+        options = JobOptions(retry_backoff="exponential")
+        [again] = await self.store.push([("mail", attrs.evolve(newJob(), options=options))])
+        self.assertEqual(again.id, pushed.id + 1)
+        [grabbed] = await self.store.grab("mail", 10)
+        self.assertEqual(grabbed.options, options)
 
     async def test_leftOwnRowIsReset(self) -> None:
         """A row of ours left by a queue Fireworq deleted does not come back to life when

@@ -33,11 +33,17 @@ from fireworq.errors import InvalidInput, JobTooLarge, NotFound, StoreUnavailabl
 from fireworq.failures import FailureLog
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fireworq.metrics import render_metrics
+from fireworq.delivery.policy import REDACTED_SECRET, check_secrets
 from fireworq.model import (
+    BACKOFF_FIXED,
+    BACKOFFS,
     DEFAULT_UNIQUE_WINDOW,
     MAX_FAILED_JOB_LIMIT,
     MAX_FAILED_JOB_TTL,
+    MAX_RETRY_DELAY,
     MAX_UNIQUE_WINDOW,
+    RESULT_MODE_FIREWORQ,
+    RESULT_MODES,
     FailedOrder,
     JobState,
     NewJob,
@@ -310,14 +316,40 @@ class FireworqAPI:
         failed_job_limit = jsontext.get_int(
             members, "failed_job_limit", 0, MAX_FAILED_JOB_LIMIT)
         unique_window = jsontext.get_int(members, "unique_window", 0, MAX_UNIQUE_WINDOW)
+        policy = await self._delivery_policy(queue_name, members)
         definition = attrs.evolve(
             self._manager.resolve(queue_name, polling_interval=polling_interval,
                                   max_workers=max_workers, rate=rate, burst=burst),
             failed_job_ttl=failed_job_ttl or 0, failed_job_limit=failed_job_limit or 0,
             unique_window=DEFAULT_UNIQUE_WINDOW if unique_window is None else unique_window,
+            **policy,
         )
         stored = await self._manager.put_queue(definition)
         return respond_json(request, render.queue_definition(stored))
+
+    async def _delivery_policy(
+        self, queue_name: str, members: dict[str, jsontext.Member]
+    ) -> dict[str, Any]:
+        """The delivery members of a queue PUT (docs/api.md, Delivery policy), absent ones at
+        their defaults; redacted secrets stand for those stored now."""
+        policy: dict[str, Any] = {
+            "retry_backoff": validate.choice_field(members, "retry_backoff", BACKOFFS)
+            or BACKOFF_FIXED,
+            "retry_max_delay": jsontext.get_int(
+                members, "retry_max_delay", 0, MAX_RETRY_DELAY) or 0,
+            "retry_jitter": bool(validate.boolean_field(members, "retry_jitter")),
+            "result_mode": validate.choice_field(members, "result_mode", RESULT_MODES)
+            or RESULT_MODE_FIREWORQ,
+            "headers": validate.headers_field(members, "headers") or (),
+        }
+        secrets = members.get("signing_secrets")
+        if secrets is not None and secrets.value is not None:
+            stored: tuple[str, ...] = ()
+            if isinstance(secrets.value, list) and REDACTED_SECRET in secrets.value:
+                existing = await self._store.get_queue(queue_name)
+                stored = existing.signing_secrets if existing is not None else ()
+            policy["signing_secrets"] = check_secrets(secrets.value, stored)
+        return policy
 
     @app.route("/queue/<queue_name>", methods=["DELETE"])
     async def delete_queue(self, request: IRequest, queue_name: str) -> bytes:
@@ -634,5 +666,6 @@ def _new_job(
         run_after=run_after, max_retries=max_retries, retry_delay=retry_delay,
         timeout=timeout,
         unique=None if key is None else UniqueKey(key, "null" if echo is None else echo.text),
+        options=validate.job_options(members),
     )
     return job, echo

@@ -7,7 +7,17 @@ from typing import Any
 from fireworq.cursor import encode_cursor
 from fireworq.dispatch.stats import QueueSnapshot
 from fireworq.jsontext import reread_payload
-from fireworq.model import DEFAULT_UNIQUE_WINDOW, FailedJob, Job, Page, QueueDefinition, Routing
+from fireworq.delivery.policy import redact_secrets
+from fireworq.model import (
+    BACKOFF_FIXED,
+    DEFAULT_UNIQUE_WINDOW,
+    RESULT_MODE_FIREWORQ,
+    FailedJob,
+    Job,
+    Page,
+    QueueDefinition,
+    Routing,
+)
 from fireworq.times import format_ms
 
 
@@ -27,6 +37,19 @@ def queue_definition(definition: QueueDefinition) -> dict[str, Any]:
         rendered["failed_job_limit"] = definition.failed_job_limit
     if definition.unique_window != DEFAULT_UNIQUE_WINDOW:
         rendered["unique_window"] = definition.unique_window
+    if definition.retry_backoff != BACKOFF_FIXED:
+        rendered["retry_backoff"] = definition.retry_backoff
+    if definition.retry_max_delay:
+        rendered["retry_max_delay"] = definition.retry_max_delay
+    if definition.retry_jitter:
+        rendered["retry_jitter"] = True
+    if definition.result_mode != RESULT_MODE_FIREWORQ:
+        rendered["result_mode"] = definition.result_mode
+    if definition.headers:
+        rendered["headers"] = dict(definition.headers)
+    if definition.signing_secrets:
+        # Never shown: sent back in a PUT, each stands for the secret stored (docs/api.md).
+        rendered["signing_secrets"] = redact_secrets(definition.signing_secrets)
     if definition.paused:
         rendered["paused"] = True
     return rendered

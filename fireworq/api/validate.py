@@ -11,7 +11,16 @@ from twisted.web.iweb import IRequest
 
 from fireworq import jsontext
 from fireworq.errors import InvalidInput
-from fireworq.model import MAX_QUEUE_NAME_LENGTH, FailedFilter, is_valid_category
+from fireworq.delivery.policy import check_headers
+from fireworq.model import (
+    BACKOFFS,
+    MAX_QUEUE_NAME_LENGTH,
+    MAX_RETRY_DELAY,
+    FailedFilter,
+    HeaderPairs,
+    JobOptions,
+    is_valid_category,
+)
 from fireworq.times import parse_ms
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -163,3 +172,47 @@ def _host_port(url: str) -> tuple[str, str | None] | None:
     if not host or "[" in host or "]" in host:
         return None
     return host, port_text if colon else None
+
+
+def boolean_field(members: dict[str, jsontext.Member], name: str) -> bool | None:
+    """A boolean member, or None when absent or null."""
+    member = members.get(name)
+    if member is None or member.value is None:
+        return None
+    if type(member.value) is not bool:
+        raise InvalidInput("Field '%s' must be a boolean" % name)
+    return member.value
+
+
+def choice_field(members: dict[str, jsontext.Member], name: str, choices: tuple[str, ...]
+                 ) -> str | None:
+    """A string member that must be one of ``choices``, or None when absent or null."""
+    value = jsontext.get_string(members, name)
+    if value is not None and value not in choices:
+        raise InvalidInput("Field '%s' must be one of: %s" % (name, ", ".join(choices)))
+    return value
+
+
+def headers_field(members: dict[str, jsontext.Member], name: str) -> HeaderPairs | None:
+    """A ``headers`` member (docs/api.md, Delivery headers), or None when absent or null."""
+    member = members.get(name)
+    if member is None or member.value is None:
+        return None
+    return check_headers(member.value, name)
+
+
+def job_options(members: dict[str, jsontext.Member]) -> JobOptions | None:
+    """The job members of our own a push gives (docs/api.md, Pushing jobs); None when it
+    gives none, so that nothing more is stored."""
+    if not _HAS_JOB_OPTION.intersection(members):
+        return None
+    options = JobOptions(
+        retry_backoff=choice_field(members, "retry_backoff", BACKOFFS),
+        retry_max_delay=jsontext.get_int(members, "retry_max_delay", 0, MAX_RETRY_DELAY),
+        retry_jitter=boolean_field(members, "retry_jitter"),
+        headers=headers_field(members, "headers") or None,
+    )
+    return None if options == JobOptions() else options
+
+
+_HAS_JOB_OPTION = frozenset(("retry_backoff", "retry_max_delay", "retry_jitter", "headers"))

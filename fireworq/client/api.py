@@ -310,14 +310,22 @@ def queue(name: str) -> Call[Queue]:
 def put_queue(
     name: str, *, polling_interval: int | None = None, max_workers: int | None = None,
     max_dispatches_per_second: float | None = None, max_burst_size: int | None = None,
+    retry_backoff: str | None = None, retry_max_delay: int | None = None,
+    retry_jitter: bool | None = None, result_mode: str | None = None,
+    headers: Mapping[str, str] | None = None, signing_secrets: Sequence[str] | None = None,
     more: Mapping[str, Any] | None = None,
 ) -> Call[Queue]:
     """``PUT /queue/{name}``: define or replace a queue; members left out take their defaults
-    (it replaces the whole definition). ``more`` holds members this client has no parameter
-    for."""
+    (it replaces the whole definition). The delivery policy members are described in
+    docs/api.md, Delivery policy (``signing_secrets`` as read back, redacted, keep the
+    stored ones). ``more`` holds members this client has no parameter for."""
     given = {"polling_interval": polling_interval, "max_workers": max_workers,
              "max_dispatches_per_second": max_dispatches_per_second,
-             "max_burst_size": max_burst_size}
+             "max_burst_size": max_burst_size, "retry_backoff": retry_backoff,
+             "retry_max_delay": retry_max_delay, "retry_jitter": retry_jitter,
+             "result_mode": result_mode,
+             "headers": None if headers is None else dict(headers),
+             "signing_secrets": None if signing_secrets is None else list(signing_secrets)}
     members = {**(more or {}), **{k: v for k, v in given.items() if v is not None}}
     return Call(Request("PUT", "/queue/" + _segment(name), body=_body(members)),
                 _read(Queue.from_json))
@@ -356,6 +364,8 @@ def push(
     run_after: int | None = None, max_retries: int | None = None,
     retry_delay: int | None = None, timeout: int | None = None,
     unique_key: str | None = None, idempotency_key: str | None = None,
+    retry_backoff: str | None = None, retry_max_delay: int | None = None,
+    retry_jitter: bool | None = None, headers: Mapping[str, str] | None = None,
 ) -> Call[PushedJob]:
     """``POST /job/{category}``: push a job; the answer comes once it is stored.
 
@@ -367,13 +377,19 @@ def push(
     the queue saw within its ``unique_window`` stores nothing and answers the first
     push's job, with ``duplicate`` true. A push that failed for want of an answer may then
     be sent again safely.
+
+    The job's own delivery policy members (``retry_backoff``, ``retry_max_delay``,
+    ``retry_jitter``, ``headers``) win over the queue's (docs/api.md, Delivery policy).
     """
     body = _job_body(job_members(url, payload, payload_json=payload_json, run_after=run_after,
                                  max_retries=max_retries, retry_delay=retry_delay,
-                                 timeout=timeout, unique_key=unique_key))
-    headers = () if idempotency_key is None else (("Idempotency-Key", idempotency_key),)
-    return Call(Request("POST", "/job/" + _category(category), body=body, headers=headers),
-                _read_pushed)
+                                 timeout=timeout, unique_key=unique_key,
+                                 retry_backoff=retry_backoff, retry_max_delay=retry_max_delay,
+                                 retry_jitter=retry_jitter, headers=headers))
+    request_headers = (() if idempotency_key is None
+                       else (("Idempotency-Key", idempotency_key),))
+    return Call(Request("POST", "/job/" + _category(category), body=body,
+                        headers=request_headers), _read_pushed)
 
 
 @attrs.frozen
@@ -387,14 +403,18 @@ def job_members(
     url: str, payload: Any = None, *, payload_json: str | None = None,
     run_after: int | None = None, max_retries: int | None = None,
     retry_delay: int | None = None, timeout: int | None = None,
-    unique_key: str | None = None,
+    unique_key: str | None = None, retry_backoff: str | None = None,
+    retry_max_delay: int | None = None, retry_jitter: bool | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One job of ``push_batch``, with the parameters of ``push``."""
     if payload is not None and payload_json is not None:
         raise ValueError("give payload or payload_json, not both")
     members: dict[str, Any] = {
         "url": url, "run_after": run_after, "max_retries": max_retries,
-        "retry_delay": retry_delay, "timeout": timeout, "unique_key": unique_key}
+        "retry_delay": retry_delay, "timeout": timeout, "unique_key": unique_key,
+        "retry_backoff": retry_backoff, "retry_max_delay": retry_max_delay,
+        "retry_jitter": retry_jitter, "headers": None if headers is None else dict(headers)}
     if payload_json is not None:
         members["payload"] = _PayloadJSON(payload_json)
     elif payload is not None:

@@ -74,6 +74,26 @@ def _zero_when_left_out(read: Reader) -> Reader:
     return lambda json, name: read(json, name) if name in json else 0
 
 
+def _default_when_left_out(read: Reader, default: Any) -> Reader:
+    # The delivery policy members are left out at their defaults (docs/api.md).
+    return lambda json, name: read(json, name) if name in json else default
+
+
+def _headers(json: JSONObject, name: str) -> dict[str, str]:
+    value = json.get(name)
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise UnexpectedAnswer(f"member {name!r} is not an object of strings: {value!r}")
+    return dict(value)
+
+
+def _strings(json: JSONObject, name: str) -> tuple[str, ...]:
+    value = json.get(name)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UnexpectedAnswer(f"member {name!r} is not an array of strings: {value!r}")
+    return tuple(value)
+
+
 #: Field type (as written in the class) -> how a member of that type is read.
 _READERS: dict[str, Reader] = {
     "int": _int, "float": _number, "str": _str, "datetime": _time, "Any": _any, "bool": _bool,
@@ -116,6 +136,14 @@ class Queue(_FromJSON):
     failed_job_ttl: int = 0
     failed_job_limit: int = 0
     paused: bool = False
+    #: The delivery policy (docs/api.md, Delivery policy); defaults when left out.
+    retry_backoff: str = "fixed"
+    retry_max_delay: int = 0
+    retry_jitter: bool = False
+    result_mode: str = "fireworq"
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    #: As the daemon shows them: redacted. Sent back in a PUT, they keep the stored secrets.
+    signing_secrets: tuple[str, ...] = ()
     raw: JSONObject = _raw()
 
     _READ = {
@@ -124,7 +152,13 @@ class Queue(_FromJSON):
         "max_burst_size": _zero_when_left_out(_int),
         "failed_job_ttl": _zero_when_left_out(_int),
         "failed_job_limit": _zero_when_left_out(_int),
-        "paused": lambda json, name: _bool(json, name) if name in json else False,
+        "paused": _default_when_left_out(_bool, False),
+        "retry_backoff": _default_when_left_out(_str, "fixed"),
+        "retry_max_delay": _zero_when_left_out(_int),
+        "retry_jitter": _default_when_left_out(_bool, False),
+        "result_mode": _default_when_left_out(_str, "fireworq"),
+        "headers": _default_when_left_out(_headers, {}),
+        "signing_secrets": _default_when_left_out(_strings, ()),
     }
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import attrs
 from hyperlink import EncodedURL
@@ -17,7 +18,8 @@ from twisted.web.iweb import IResponse
 from fireworq.delivery.body import BodyError, BodyReader, body_source
 from fireworq.delivery.client import DeliverySettings
 from fireworq.delivery.errors import describe
-from fireworq.delivery.result import interpret_response
+from fireworq.delivery.policy import header_bytes, merge_headers, signature, signing_keys
+from fireworq.delivery.result import interpret_response, interpret_webhook, parse_retry_after
 from fireworq.delivery.target import (
     InvalidTarget,
     Target,
@@ -26,7 +28,14 @@ from fireworq.delivery.target import (
 )
 from fireworq.destinations import DestinationDenied
 from fireworq.masking import mask_url
-from fireworq.model import Job, ResultStatus, WorkerResult
+from fireworq.model import (
+    RESULT_MODE_WEBHOOK,
+    HeaderPairs,
+    Job,
+    QueueDefinition,
+    ResultStatus,
+    WorkerResult,
+)
 
 __all__ = ["MAX_REDIRECTS", "Deliverer"]
 
@@ -43,6 +52,11 @@ _REPEAT = frozenset({307, 308})
 
 _INTERNAL_FAILURE = ResultStatus.INTERNAL_FAILURE.value
 _PERMANENT_FAILURE = ResultStatus.PERMANENT_FAILURE.value
+# Custom headers that go only where URL credentials go: to the first request's origin (as Go's
+# client drops them on a redirect to another host).
+_SENSITIVE = frozenset({b"authorization", b"cookie"})
+# Bytes of a category sent as they are in Fireworq-Category; the others are percent-encoded.
+_CATEGORY_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 _FAILURE = ResultStatus.FAILURE.value
 
 _log = Logger()
@@ -112,6 +126,10 @@ class Deliverer:
     _clock: IReactorTime
     _settings: DeliverySettings
     _headers: Headers = attrs.field(init=False)
+    # Per queue name and headers: the request headers every job of the queue starts from,
+    # and its sensitive custom headers (built once, not per delivery).
+    _queue_headers: dict[tuple[str, HeaderPairs], tuple[Headers, _Pairs]] = attrs.field(
+        init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         # Built once: every request starts from a copy. Accept-Encoding is added by treq's
@@ -124,15 +142,19 @@ class Deliverer:
             }
         )
 
-    async def deliver(self, job: Job) -> WorkerResult:
-        """Send ``job`` to its worker and read the result. Never raises, except CancelledError
-        when the caller cancels; the connection in use is then dropped."""
+    async def deliver(self, job: Job, queue: QueueDefinition | None = None) -> WorkerResult:
+        """Send ``job`` of ``queue`` to its worker and read the result. Never raises, except
+        CancelledError when the caller cancels; the connection in use is then dropped.
+
+        Without ``queue`` (tests, tools) the request has neither the Fireworq-* headers nor
+        the queue's members."""
         try:
             target = parse_target(job.url)
         except InvalidTarget as exc:
             return WorkerResult(_INTERNAL_FAILURE, 0, f"Cannot create http request: {exc}")
         watch = _Watch()
-        attempt = Deferred.fromCoroutine(self._attempt(job, target, watch))
+        attempt = Deferred.fromCoroutine(
+            self._attempt(job, target, watch, self._request_plan(job, queue)))
         # The caller's cancel must reach the step in progress through the watch, and must not
         # come back as the result of that interrupted step.
         outcome: Deferred[WorkerResult] = Deferred(lambda _: watch.abandon())
@@ -149,9 +171,51 @@ class Deliverer:
             if deadline is not None and deadline.active():
                 deadline.cancel()
 
-    async def _attempt(self, job: Job, target: Target, watch: _Watch) -> WorkerResult:
+    def _request_plan(self, job: Job, queue: QueueDefinition | None) -> _Plan:
+        if queue is None:
+            return _Plan(self._headers.copy(), (), (), b"", b"", False)
+        job_headers = job.options.headers if job.options is not None else None
+        if job_headers:
+            base, sensitive = self._with_custom(
+                queue.name, merge_headers(queue.headers, job_headers))
+        else:
+            key = (queue.name, queue.headers)
+            cached = self._queue_headers.get(key)
+            if cached is None:
+                if len(self._queue_headers) >= _MAX_CACHED_QUEUES:
+                    self._queue_headers.clear()
+                cached = self._queue_headers[key] = self._with_custom(*key)
+            base, sensitive = cached
+        headers = base.copy()
+        attempt = job.fail_count + 1
+        headers.addRawHeader(b"Fireworq-Job-Id", b"%d" % job.id)
+        headers.addRawHeader(b"Fireworq-Attempt", b"%d" % attempt)
+        headers.addRawHeader(b"Fireworq-Category", _header_text(job.category))
+        if not queue.signing_secrets:
+            return _Plan(headers, sensitive, (), b"", b"",
+                         queue.result_mode == RESULT_MODE_WEBHOOK)
+        return _Plan(
+            headers, sensitive, signing_keys(queue.signing_secrets),
+            b"%d-%d" % (job.id, attempt), b"%d" % int(self._clock.seconds()),
+            queue.result_mode == RESULT_MODE_WEBHOOK)
+
+    def _with_custom(self, queue_name: str, custom: HeaderPairs) -> tuple[Headers, _Pairs]:
+        """The daemon's headers, Fireworq-Queue and the custom headers but the sensitive
+        ones, which come apart."""
+        headers = self._headers.copy()
+        headers.addRawHeader(b"Fireworq-Queue", _header_text(queue_name))
+        sensitive: list[tuple[bytes, bytes]] = []
+        for name, value in header_bytes(custom):
+            if name.lower() in _SENSITIVE:
+                sensitive.append((name, value))
+            else:
+                headers.setRawHeaders(name, [value])  # replaces User-Agent, Content-Type
+        return headers, tuple(sensitive)
+
+    async def _attempt(self, job: Job, target: Target, watch: _Watch, plan: _Plan
+                       ) -> WorkerResult:
         try:
-            return await self._exchange(job, target, watch)
+            return await self._exchange(job, target, watch, plan)
         except Exception as exc:
             # A bug here must still end the attempt with a result, or the job stays grabbed.
             _log.failure(
@@ -160,17 +224,33 @@ class Deliverer:
             )
             return WorkerResult(_INTERNAL_FAILURE, 0, f"Request failed: {describe(exc)}")
 
-    async def _exchange(self, job: Job, target: Target, watch: _Watch) -> WorkerResult:
+    async def _exchange(self, job: Job, target: Target, watch: _Watch, plan: _Plan
+                        ) -> WorkerResult:
         first = target
         method = "POST"
         body: bytes | None = job.payload
         for redirects in range(MAX_REDIRECTS + 1):
-            headers = self._headers.copy()
             authorization = target.authorization
-            if authorization is None and target.origin == first.origin:
+            same_origin = target.origin == first.origin
+            if authorization is None and same_origin:
                 authorization = first.authorization
+            # The plan's headers (the attempt's own copy) go out as they are unless this
+            # request adds some; they are not changed on the way (treq adds no header to
+            # a body of bytes, the agents below copy before they add).
+            if authorization is None and not plan.keys and not (same_origin and plan.sensitive):
+                headers = plan.headers
+            else:
+                headers = plan.headers.copy()
             if authorization is not None:
                 headers.addRawHeader(b"Authorization", authorization)
+            if same_origin:
+                for name, value in plan.sensitive:
+                    headers.setRawHeaders(name, [value])  # over the URL's credentials
+            if plan.keys:
+                headers.addRawHeader(b"webhook-id", plan.message_id)
+                headers.addRawHeader(b"webhook-timestamp", plan.timestamp)
+                headers.addRawHeader(b"webhook-signature", signature(
+                    plan.keys, plan.message_id, plan.timestamp, body or b""))
             try:
                 response = await watch.wait(
                     self._http.request(
@@ -193,7 +273,7 @@ class Deliverer:
                 return _request_failed(describe(exc))
             location = _redirect_location(response)
             if location is None:
-                return await self._read_result(job, response, watch)
+                return await self._read_result(job, response, watch, plan.webhook)
             try:
                 await self._discard_body(response, watch)
             except _Stopped:
@@ -208,7 +288,8 @@ class Deliverer:
                 method, body = "GET", None
         raise AssertionError("unreachable: the last pass returns")
 
-    async def _read_result(self, job: Job, response: IResponse, watch: _Watch) -> WorkerResult:
+    async def _read_result(self, job: Job, response: IResponse, watch: _Watch, webhook: bool
+                           ) -> WorkerResult:
         source, gunzip = body_source(response)
         reader = BodyReader(self._settings.max_response_body, gunzip)
         source.deliverBody(reader)
@@ -219,7 +300,17 @@ class Deliverer:
             return WorkerResult(_FAILURE, response.code, f"Cannot read body: {reason}")
         except BodyError as exc:
             return WorkerResult(_FAILURE, response.code, f"Cannot read body: {exc}")
-        return interpret_response(response.code, body)
+        if webhook:
+            result = interpret_webhook(response.code, body)
+        else:
+            result = interpret_response(response.code, body)
+        if not result.succeeded:
+            values = response.headers.getRawHeaders(b"retry-after")
+            if values:
+                wait = parse_retry_after(values[0], self._clock.seconds())
+                if wait is not None:
+                    result = attrs.evolve(result, retry_after=wait)
+        return result
 
     async def _discard_body(self, response: IResponse, watch: _Watch) -> None:
         source, _ = body_source(response)
@@ -229,6 +320,34 @@ class Deliverer:
             await watch.wait(reader.done)
         except BodyError:
             pass  # too long or cut: the connection is dropped, which is all that matters
+
+
+_Pairs = tuple[tuple[bytes, bytes], ...]
+#: Queues whose request headers are kept built (the cache is emptied when it is full).
+_MAX_CACHED_QUEUES = 1000
+
+
+@attrs.frozen
+class _Plan:
+    """What every request of one attempt carries besides the job's own."""
+
+    headers: Headers
+    #: Custom headers sent only to the first request's origin.
+    sensitive: _Pairs
+    #: Signing keys (none: the request is not signed).
+    keys: tuple[bytes, ...]
+    message_id: bytes
+    timestamp: bytes
+    #: The worker's answer is read in the ``webhook`` mode.
+    webhook: bool
+
+
+def _header_text(text: str) -> bytes:
+    """A name as a header value: printable ASCII as it is, the rest (and ``%``)
+    percent-encoded from UTF-8, so that a worker can always unquote it."""
+    if text.isascii() and text.isprintable() and "%" not in text:
+        return text.encode("ascii")
+    return quote(text, safe=_CATEGORY_SAFE, errors="surrogatepass").encode("ascii")
 
 
 def _redirect_location(response: IResponse) -> str | None:

@@ -4,16 +4,28 @@ Pure: no I/O."""
 from __future__ import annotations
 
 import re
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from json import JSONDecodeError, JSONDecoder
 from typing import NoReturn
 
 from fireworq.jsontext import describe_syntax_error
 from fireworq.model import ResultStatus, WorkerResult
 
-__all__ = ["ECHO_LIMIT", "body_echo", "interpret_response"]
+__all__ = [
+    "ECHO_LIMIT", "WEBHOOK_ECHO_LIMIT", "body_echo", "interpret_response", "interpret_webhook",
+    "parse_retry_after",
+]
 
 #: Longest echo of a response body in a failure message, in bytes of UTF-8.
 ECHO_LIMIT = 4096
+#: Longest echo of a response body in a result of the ``webhook`` mode, in bytes.
+WEBHOOK_ECHO_LIMIT = 1024
+#: Statuses the ``webhook`` mode retries besides 5xx (docs/worker-protocol.md).
+_WEBHOOK_RETRIED = frozenset({408, 425, 429})
+_SUCCESS = ResultStatus.SUCCESS.value
+_PERMANENT = ResultStatus.PERMANENT_FAILURE.value
+_RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,10}")
 
 _FAILURE = ResultStatus.FAILURE.value
 _FINAL_STATUSES = frozenset(
@@ -120,17 +132,48 @@ def _read_result_object(body: bytes) -> tuple[str | None, str | None]:
     return status, message
 
 
-def body_echo(body: bytes) -> str:
+def body_echo(body: bytes, limit: int = ECHO_LIMIT) -> str:
     """The body as failure messages quote it: UTF-8 with invalid sequences replaced by U+FFFD,
-    cut to its first ECHO_LIMIT bytes at a character boundary."""
+    cut to its first ``limit`` bytes at a character boundary."""
     # A replacement character takes at least as many bytes as what it replaces, so the first
-    # ECHO_LIMIT bytes of text come from at most that many bytes of body; 3 more complete the
+    # ``limit`` bytes of text come from at most that many bytes of body; 3 more complete the
     # last character.
-    text = body[: ECHO_LIMIT + 3].decode("utf-8", "replace")
+    text = body[: limit + 3].decode("utf-8", "replace")
     encoded = text.encode("utf-8")
-    if len(encoded) <= ECHO_LIMIT:
+    if len(encoded) <= limit:
         return text
-    return encoded[:ECHO_LIMIT].decode("utf-8", "ignore")
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
+def interpret_webhook(http_status: int, body: bytes) -> WorkerResult:
+    """The result in the ``webhook`` mode (docs/worker-protocol.md, Webhook mode): the HTTP
+    status decides, whatever the body; the message is ``HTTP <status>`` and, when there is
+    a body, a newline and its first WEBHOOK_ECHO_LIMIT bytes."""
+    if 200 <= http_status < 300:
+        status = _SUCCESS
+    elif 400 <= http_status < 500 and http_status not in _WEBHOOK_RETRIED:
+        status = _PERMANENT
+    else:  # 408, 425, 429, 5xx, and a 3xx that is not followed
+        status = _FAILURE
+    message = f"HTTP {http_status}"
+    if body:
+        message = f"{message}\n{body_echo(body, WEBHOOK_ECHO_LIMIT)}"
+    return WorkerResult(status, http_status, message)
+
+
+def parse_retry_after(value: bytes, now: float) -> float | None:
+    """Seconds from ``now`` that a ``Retry-After`` value asks for (delay-seconds or an HTTP
+    date, RFC 9110 10.2.3); ``None`` when it is neither. A date in the past gives 0."""
+    text = value.decode("latin-1").strip()
+    if _RETRY_AFTER_SECONDS.fullmatch(text):
+        return float(int(text))
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC as well (RFC 5322)
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def interpret_response(http_status: int, body: bytes) -> WorkerResult:

@@ -9,6 +9,7 @@ delayed jobs. Whether it may grab at all is decided by ``fireworq.cluster.owners
 
 from __future__ import annotations
 
+from random import Random
 from typing import Any, Awaitable, Callable, Collection, Coroutine, Protocol, TypeVar
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
@@ -17,6 +18,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from fireworq.delivery.policy import retry_wait
 from fireworq.dispatch.retention import FailureLogPruner, UniqueKeyPruner
 from fireworq.dispatch.stats import QueueSnapshot, QueueStats
 from fireworq.dispatch.throttle import TokenBucket
@@ -53,7 +55,7 @@ def completion_retry_delay(failures: int) -> float:
 
 
 class Deliverer(Protocol):
-    async def deliver(self, job: Job) -> WorkerResult: ...
+    async def deliver(self, job: Job, queue: QueueDefinition | None = None) -> WorkerResult: ...
 
 
 def completion_kind(job: Job, result: WorkerResult) -> CompletionKind:
@@ -79,6 +81,7 @@ class QueueDispatcher:
         write_completion: Callable[[Completion], Awaitable[None]],
         stats: QueueStats,
         queue_log: QueueLog,
+        random: Callable[[], float] | None = None,
     ) -> None:
         self.definition = definition
         self._clock = clock
@@ -88,6 +91,8 @@ class QueueDispatcher:
         self._write_completion = write_completion
         self.stats = stats
         self._queue_log = queue_log
+        #: Draws the jitter of retry waits: a float in [0, 1).
+        self._random = random or Random().random
         self._bucket: TokenBucket | None = None
         self._configure_throttle()
         self._poll: LoopingCall | None = None
@@ -388,11 +393,15 @@ class QueueDispatcher:
             finally:
                 self._waiting_for_token -= 1
         started = self._clock.seconds()
-        result = await self._deliverer.deliver(job)
+        definition = self.definition
+        result = await self._deliverer.deliver(job, definition)
         finished = self._clock.seconds()
         kind = completion_kind(job, result)
         self._count(job, result, kind, started, finished)
-        await self._write(Completion(self.table, job, kind, result))
+        retry_in = None
+        if kind is CompletionKind.RETRY:
+            retry_in = retry_wait(job, definition, result.retry_after, self._random)
+        await self._write(Completion(self.table, job, kind, result, retry_in))
         if kind is CompletionKind.FAIL:
             self._pruner.failure_written()
 

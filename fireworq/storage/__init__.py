@@ -7,9 +7,10 @@ same part share their jobs, as they do in a Fireworq database.
 What Fireworq does not have lives in tables of our own (prefix ``fireworqpy_``), so that
 Fireworq's tables keep their shape: our queue members and the paused flag
 (``fireworqpy_queue``, with its change counter in ``fireworqpy_config_revision``, which
-Fireworq nodes do not watch), and the push settings of each failure-log entry we write
-(``fireworqpy_fail(<part>)``), which retrying it needs, and the unique keys of
-idempotent pushes (``fireworqpy_uniq(<part>)``).
+Fireworq nodes do not watch), the push settings of each failure-log entry we write
+(``fireworqpy_fail(<part>)``), which retrying it needs, the unique keys of idempotent
+pushes (``fireworqpy_uniq(<part>)``), and the job members of our own of each job pushed with
+some (``fireworqpy_opt(<part>)``, docs/api.md, Delivery policy).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from typing import Callable, Collection, Iterable, Sequence, TypeVar
+from typing import Callable, Collection, Iterable, Sequence, TypeVar, overload
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -191,7 +191,7 @@ class MemoryStore:
                 id=table.next_id, category=new.category, url=new.url, payload=new.payload,
                 status=JobStatus.CLAIMED, created_at=now, next_try=now + new.run_after * 1000,
                 retry_count=new.max_retries, retry_delay=new.retry_delay, fail_count=0,
-                timeout=new.timeout,
+                timeout=new.timeout, options=new.options,
             )
             table.next_id += 1
             table.jobs[job.id] = job
@@ -261,7 +261,8 @@ class MemoryStore:
             if completion.kind is CompletionKind.RETRY:
                 retried = attrs.evolve(
                     stored, status=JobStatus.CLAIMED, grabber_id=None,
-                    next_try=now + stored.retry_delay * 1000,
+                    next_try=now + (stored.retry_delay * 1000 if completion.retry_in is None
+                                    else completion.retry_in),
                     retry_count=stored.retry_count - 1, fail_count=stored.fail_count + 1,
                 )
                 table.jobs[job.id] = retried
@@ -305,14 +306,14 @@ class MemoryStore:
     async def list_jobs(
         self, table: str, state: JobState, ascending: bool, cursor: Cursor | None, limit: int
     ) -> Page[Job]:
-        jobs = self._in_state(self._table(table), state, self._now())
+        jobs = map(_inspected, self._in_state(self._table(table), state, self._now()))
         return keyset_page(jobs, job_position, not ascending, cursor, limit)
 
     async def get_job(self, table: str, job_id: int) -> Job | None:
-        return self._table(table).jobs.get(job_id)
+        return _inspected(self._table(table).jobs.get(job_id))
 
     async def delete_job(self, table: str, job_id: int) -> Job | None:
-        return self._table(table).jobs.pop(job_id, None)
+        return _inspected(self._table(table).jobs.pop(job_id, None))
 
     async def list_failed(
         self, table: str, order: FailedOrder, cursor: Cursor | None, limit: int
@@ -386,6 +387,22 @@ class MemoryStore:
             result[name] = StateCounts(min(waiting, limit), min(deferred, limit),
                                        min(grabbed, limit), min(len(table.failures), limit))
         return result
+
+
+@overload
+def _inspected(job: Job) -> Job: ...
+
+
+@overload
+def _inspected(job: None) -> None: ...
+
+
+def _inspected(job: Job | None) -> Job | None:
+    """A job as inspection reads it: as the SQL drivers, without its job members (only
+    grabs read them)."""
+    if job is None or job.options is None:
+        return job
+    return attrs.evolve(job, options=None)
 
 
 def _utf8(text: str) -> bytes:

@@ -53,6 +53,7 @@ from fireworq.storage.mysqlpool import (
 )
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
+    GRAB_COLUMNS,
     RETRY_COLUMNS,
     JOB_COLUMNS,
     bounded_counts,
@@ -66,10 +67,15 @@ from fireworq.storage.sqlcommon import (
     failed_from_row,
     failed_with_settings,
     failure_table,
+    grab_source,
+    grabbed_from_row,
     group_completions,
     job_from_row,
     job_table,
     jobs_for_retry,
+    delete_entry_options,
+    options_table,
+    options_to_clean,
     keyset_condition,
     page_of,
     selection_condition,
@@ -147,6 +153,15 @@ _UNIQUE_TABLE_SCHEMA = (
     " `max_retries` INT UNSIGNED NOT NULL,"
     " PRIMARY KEY (`ukey`),"
     " KEY `creation_order` (`created_at`)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=binary"
+)
+
+_OPTIONS_TABLE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS {options} ("
+    " `job_id` BIGINT UNSIGNED NOT NULL,"
+    " `created_at` BIGINT UNSIGNED NOT NULL,"
+    " `options` BLOB NOT NULL,"
+    " PRIMARY KEY (`job_id`)"
     ") ENGINE=InnoDB DEFAULT CHARSET=binary"
 )
 
@@ -359,7 +374,8 @@ class MySQLStore:
     async def complete(self, completions: Sequence[Completion]) -> None:
         deletes, retries, failures = group_completions(completions)
         # One DELETE (or one UPDATE) commits by itself: no BEGIN and COMMIT round trips.
-        single = not failures and len(deletes) + len(retries) == 1
+        single = (not failures and len(deletes) + len(retries) == 1
+                  and not options_to_clean(completions))
         await self._pools()[1].run("complete", _complete, completions, transaction=not single)
 
     async def recover(self, table: str, keep: Collection[InFlight] = ()) -> int:
@@ -582,8 +598,10 @@ def _create_repository(txn: Txn) -> None:
 
 def _create_job_tables(txn: Txn, part: str) -> None:
     names = {"jobs": job_table(part), "failures": failure_table(part),
-             "settings": settings_table(part), "unique": unique_table(part)}
-    for statement in (*_JOB_TABLE_SCHEMA, _SETTINGS_TABLE_SCHEMA, _UNIQUE_TABLE_SCHEMA):
+             "settings": settings_table(part), "unique": unique_table(part),
+             "options": options_table(part)}
+    for statement in (*_JOB_TABLE_SCHEMA, _SETTINGS_TABLE_SCHEMA, _UNIQUE_TABLE_SCHEMA,
+                      _OPTIONS_TABLE_SCHEMA):
         txn.execute(statement.format(**names))
     txn.execute(
         "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
@@ -858,9 +876,12 @@ def _push(
             statements.append((insert + ",".join(chunk_rows), chunk))
     if not statements:
         return answers
-    # Several statements (or keys to claim) are one transaction: a request is stored
-    # whole or not at all, however its INSERTs were split.
-    several = (len(statements) > 1 or bool(keyed)) and not in_transaction
+    # Several statements (or keys to claim, or job members of our own to write once the
+    # jobs' ids are known) are one transaction: a request is stored whole or not at all,
+    # however its INSERTs were split.
+    with_options = any(jobs[index][1].options is not None
+                       for _, chunk in statements for index in chunk)
+    several = (len(statements) > 1 or bool(keyed) or with_options) and not in_transaction
     unsent = list(answers)
     for attempt in range(1, _ATTEMPTS + 1):
         if several:
@@ -874,6 +895,8 @@ def _push(
                     answers[index] = first + offset * limits.increment
             if keyed:
                 _claim_keys(txn, jobs, answers, keyed, limits)
+            if with_options:
+                _insert_options(txn, jobs, answers)  # not for duplicates: deleted again
             if several:
                 txn.connection.commit()
             return answers
@@ -1018,6 +1041,26 @@ def _prune_unique_keys(txn: Txn, part: str, window: int, limit: int) -> int:
     return int(txn.rowcount)
 
 
+def _insert_options(txn: Txn, jobs: Sequence[tuple[str, NewJob]],
+                    answers: Sequence[int | DuplicateJob | NotStored]) -> None:
+    """The job members of the jobs just inserted, with each job's ``created_at`` as the
+    server set it (read back from the job rows in the same statement)."""
+    by_table: dict[str, list[tuple[int, bytes]]] = {}
+    for (part, job), answer in zip(jobs, answers):
+        if job.options is not None and isinstance(answer, int):
+            by_table.setdefault(part, []).append((answer, job.options.encode()))
+    for part, rows in by_table.items():
+        cases = " ".join("WHEN %d THEN X'%s'" % (job_id, options.hex())
+                         for job_id, options in rows)
+        ids = ",".join("%d" % job_id for job_id, _ in rows)
+        # A row left under this id (by a node that does not remove them) is replaced.
+        txn.execute("INSERT INTO %s (job_id, created_at, options)"
+                    " SELECT job_id, created_at, CASE job_id %s END FROM %s WHERE job_id IN (%s)"
+                    " ON DUPLICATE KEY UPDATE created_at = VALUES(created_at),"
+                    " options = VALUES(options)"
+                    % (options_table(part), cases, job_table(part), ids))
+
+
 def _due_tables(txn: Txn, parts: Sequence[str]) -> set[str]:
     if not parts:
         return set()
@@ -1051,8 +1094,9 @@ def _grab(
     # 2. Lock those still claimed (READ COMMITTED; skip any another session holds, where
     #    the server can: MySQL 5.7 waits for them instead, innodb_lock_wait_timeout at most).
     txn.execute(
-        "SELECT %s FROM %s WHERE job_id IN (%s) AND status = 'claimed' FOR UPDATE%s"
-        % (JOB_COLUMNS, table, _placeholders(len(ids)), " SKIP LOCKED" if skip_locked else ""),
+        "SELECT %s FROM %s WHERE j.job_id IN (%s) AND j.status = 'claimed' FOR UPDATE%s"
+        % (GRAB_COLUMNS, grab_source(part), _placeholders(len(ids)),
+           " SKIP LOCKED" if skip_locked else ""),
         ids,
     )
     rows = txn.fetchall()
@@ -1066,7 +1110,7 @@ def _grab(
         locked,
     )
     grabber_id = int(txn.connection.thread_id())
-    jobs = [job_from_row((*row[:4], "grabbed", *row[5:11], grabber_id)) for row in rows]
+    jobs = [grabbed_from_row(row, grabber_id) for row in rows]
     jobs.sort(key=lambda job: (job.next_try, job.id))
     return jobs
 
@@ -1080,12 +1124,13 @@ def _complete(txn: Txn, completions: Sequence[Completion]) -> None:
             % (job_table(part), _placeholders(len(ids)), guard),
             (*ids, grabber_id),
         )
-    for (part, grabber_id), ids in retries.items():
+    for (part, grabber_id, retry_in), ids in retries.items():
+        wait = "retry_delay * 1000" if retry_in is None else "%d" % retry_in
         txn.execute(
             "UPDATE %s SET status = 'claimed', grabber_id = NULL,"
-            " next_try = %s + retry_delay * 1000, retry_count = retry_count - 1,"
+            " next_try = %s + %s, retry_count = retry_count - 1,"
             " fail_count = fail_count + 1 WHERE job_id IN (%s) AND %s"
-            % (job_table(part), NOW_MS, _placeholders(len(ids)), guard),
+            % (job_table(part), NOW_MS, wait, _placeholders(len(ids)), guard),
             (*ids, grabber_id),
         )
     for completion in failures:
@@ -1111,6 +1156,18 @@ def _complete(txn: Txn, completions: Sequence[Completion]) -> None:
             " timeout = VALUES(timeout)" % settings_table(completion.table),
             (txn.lastrowid, job.id, job.max_retries, job.retry_delay, job.timeout),
         )
+    for part, ids in options_to_clean(completions).items():
+        _delete_options(txn, part, ids)
+
+
+def _delete_options(txn: Txn, part: str, ids: Sequence[int]) -> None:
+    """Remove the job members of these jobs, of those that are gone (a job no longer ours
+    may have been grabbed again, and keeps them)."""
+    marks = _placeholders(len(ids))
+    txn.execute(
+        "DELETE o FROM %s o LEFT JOIN %s j ON j.job_id = o.job_id"
+        " WHERE o.job_id IN (%s) AND j.job_id IS NULL"
+        % (options_table(part), job_table(part), marks), ids)
 
 
 def _recover(txn: Txn, part: str, locks: Sequence[str], keep: Collection[InFlight]) -> int:
@@ -1149,6 +1206,7 @@ def _get_job(txn: Txn, part: str, job_id: int, delete: bool) -> Job | None:
         return None
     if delete:
         txn.execute("DELETE FROM %s WHERE job_id = %%s" % job_table(part), (job_id,))
+        txn.execute("DELETE FROM %s WHERE job_id = %%s" % options_table(part), (job_id,))
     return job_from_row(row)
 
 
@@ -1182,6 +1240,7 @@ def _get_failed(txn: Txn, part: str, failure_id: int, delete: bool) -> FailedJob
 
 def _delete_failures(txn: Txn, part: str, ids: Sequence[int]) -> int:
     marks = _placeholders(len(ids))
+    txn.execute(delete_entry_options(part, marks), ids)
     txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (failure_table(part), marks), ids)
     deleted = int(txn.rowcount)
     txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (settings_table(part), marks), ids)

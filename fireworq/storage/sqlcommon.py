@@ -21,6 +21,7 @@ from fireworq.model import (
     InFlight,
     Job,
     JobState,
+    JobOptions,
     JobStatus,
     NewJob,
     Page,
@@ -38,6 +39,10 @@ JOB_COLUMNS = (
     "job_id, category, url, payload, status, created_at, next_try, "
     "retry_count, retry_delay, fail_count, timeout, grabber_id"
 )
+#: What a grab reads: a job row (alias ``j``) and its job members (alias ``o``, the
+#: queue's options table joined on the job id), in the order ``grabbed_from_row`` reads them.
+GRAB_COLUMNS = ", ".join("j." + column.strip() for column in JOB_COLUMNS.split(",")) + (
+    ", o.options")
 #: Columns of a failure-log row, in the order ``failed_from_row`` reads them.
 FAILED_COLUMNS = (
     "failure_id, job_id, category, url, payload, result, fail_count, failed_at, created_at"
@@ -53,8 +58,51 @@ OWN_REVISION = "queue"
 #: (aliases ``f`` and ``s``), in the order ``jobs_for_retry`` reads them.
 RETRY_COLUMNS = (
     "f.failure_id, f.category, f.url, f.payload, f.fail_count, s.max_retries, s.retry_delay,"
-    " s.timeout"
+    " s.timeout, o.options"
 )
+
+
+def options_table(part: str) -> str:
+    """The quoted name of a queue's table of job members of our own (``JobOptions``): one
+    row per job that a push gave some, keyed by job id, removed with the job. Fireworq's
+    job table keeps its shape; Fireworq nodes never read this one."""
+    return "`fireworqpy_opt(%s)`" % part
+
+
+def options_to_clean(completions: Iterable[Completion]) -> dict[str, list[int]]:
+    """By table, the ids of the jobs that succeeded and have job members of our own: their
+    rows go once the job is gone. Those of a job that failed for good stay with its
+    failure-log entry (retrying it keeps them) and go with the entry
+    (``delete_entry_options``)."""
+    found: dict[str, list[int]] = {}
+    for completion in completions:
+        if completion.job.options is not None and completion.kind is CompletionKind.SUCCESS:
+            found.setdefault(completion.table, []).append(completion.job.id)
+    return found
+
+
+def delete_entry_options(part: str, marks: str) -> str:
+    """The statement that removes the job members of the failure-log entries about to be
+    deleted, whose ids ``marks`` (placeholders) stands for."""
+    return ("DELETE FROM %s WHERE (job_id, created_at) IN"
+            " (SELECT job_id, created_at FROM %s WHERE failure_id IN (%s))"
+            % (options_table(part), failure_table(part), marks))
+
+
+def grab_source(part: str) -> str:
+    """The tables a grab reads ``GRAB_COLUMNS`` from."""
+    # created_at too: a row that a node which does not remove them left under an id the
+    # database gave out again (InnoDB may, after a restart) is not the new job's.
+    return "%s j LEFT JOIN %s o ON o.job_id = j.job_id AND o.created_at = j.created_at" % (
+        job_table(part), options_table(part))
+
+
+def grabbed_from_row(row: Sequence[Any], grabber_id: int) -> Job:
+    """A job read with ``GRAB_COLUMNS``, as this grab leaves it."""
+    job = job_from_row((*row[:4], "grabbed", *row[5:11], grabber_id))
+    if row[12] is None:
+        return job
+    return attrs.evolve(job, options=JobOptions.decode(blob(row[12])))
 
 
 def job_table(part: str) -> str:
@@ -114,7 +162,8 @@ def failed_with_settings(part: str) -> str:
     counts only for the same job: a failure id that Fireworq reused after our entry was
     deleted does not inherit it."""
     return ("%s f LEFT JOIN %s s ON s.failure_id = f.failure_id AND s.job_id = f.job_id"
-            % (failure_table(part), settings_table(part)))
+            " LEFT JOIN %s o ON o.job_id = f.job_id AND o.created_at = f.created_at"
+            % (failure_table(part), settings_table(part), options_table(part)))
 
 
 def jobs_for_retry(rows: Sequence[Sequence[Any]], run_after: int) -> list[tuple[int, NewJob]]:
@@ -125,6 +174,8 @@ def jobs_for_retry(rows: Sequence[Sequence[Any]], run_after: int) -> list[tuple[
             settings = RetrySettings.inferred(int(row[4]))
         else:
             settings = RetrySettings(int(row[5]), int(row[6]), int(row[7]))
+        if row[8] is not None:
+            settings = attrs.evolve(settings, options=JobOptions.decode(blob(row[8])))
         job = settings.job(text(row[1]), text(row[2]), blob(row[3]), run_after)
         taken.append((int(row[0]), job))
     return taken
@@ -289,18 +340,19 @@ def bounded_counts(part: str, conditions: Mapping[JobState, str], placeholder: s
 
 def group_completions(
     completions: Iterable[Completion],
-) -> tuple[dict[tuple[str, int | None], list[int]], dict[tuple[str, int | None], list[int]],
-           list[Completion]]:
-    """Split outcomes into batchable deletes and retries (by table and grabber) and failures."""
+) -> tuple[dict[tuple[str, int | None], list[int]],
+           dict[tuple[str, int | None, int | None], list[int]], list[Completion]]:
+    """Split outcomes into batchable deletes (by table and grabber), retries (by table,
+    grabber and wait: ``None`` for Fireworq's own ``retry_delay``) and failures."""
     deletes: dict[tuple[str, int | None], list[int]] = {}
-    retries: dict[tuple[str, int | None], list[int]] = {}
+    retries: dict[tuple[str, int | None, int | None], list[int]] = {}
     failures = []
     for completion in completions:
         key = (completion.table, completion.job.grabber_id)
         if completion.kind is CompletionKind.SUCCESS:
             deletes.setdefault(key, []).append(completion.job.id)
         elif completion.kind is CompletionKind.RETRY:
-            retries.setdefault(key, []).append(completion.job.id)
+            retries.setdefault((*key, completion.retry_in), []).append(completion.job.id)
         else:
             failures.append(completion)
     return deletes, retries, failures

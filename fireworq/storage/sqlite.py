@@ -40,6 +40,7 @@ from fireworq.model import (
 from fireworq.storage import COUNT_LIMIT, Handover, handed_over, not_sent
 from fireworq.storage.sqlcommon import (
     FAILED_COLUMNS,
+    GRAB_COLUMNS,
     RETRY_COLUMNS,
     JOB_COLUMNS,
     bounded_counts,
@@ -53,10 +54,15 @@ from fireworq.storage.sqlcommon import (
     failed_from_row,
     failed_with_settings,
     failure_table,
+    grab_source,
+    grabbed_from_row,
     group_completions,
     job_from_row,
     job_table,
     jobs_for_retry,
+    delete_entry_options,
+    options_table,
+    options_to_clean,
     keyset_condition,
     page_of,
     selection_condition,
@@ -112,6 +118,9 @@ _JOB_TABLE_SCHEMA = (
     " run_after INTEGER NOT NULL, timeout INTEGER NOT NULL, retry_delay INTEGER NOT NULL,"
     " max_retries INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS {unique_index} ON {unique} (created_at)",
+    "CREATE TABLE IF NOT EXISTS {options} ("
+    " job_id INTEGER NOT NULL PRIMARY KEY, created_at INTEGER NOT NULL,"
+    " options BLOB NOT NULL)",
 )
 
 _MAX_INTEGER = 2**63 - 1
@@ -319,6 +328,7 @@ def _create_job_tables(txn: Cursor_, part: str) -> None:
         "settings": settings_table(part),
         "unique": unique_table(part),
         "unique_index": "`fireworqpy_uniq(%s)_created`" % part,
+        "options": options_table(part),
         "grab_index": "`fireworq_jq(%s)_grab`" % part,
         "created_index": "`fireworq_jq_fail(%s)_created`" % part,
         "failed_index": "`fireworq_jq_fail(%s)_failed`" % part,
@@ -544,7 +554,12 @@ def _insert_job(txn: Cursor_, part: str, job: NewJob, now: int) -> PushedJob:
         (next_try, now, job.max_retries, job.retry_delay, job.category,
          job.url.encode("utf-8"), job.payload, job.timeout),
     )
-    return PushedJob(int(txn.lastrowid), now, next_try)
+    job_id = int(txn.lastrowid)
+    if job.options is not None:
+        # A row left under this id (by a node that does not remove them) is replaced.
+        txn.execute("INSERT OR REPLACE INTO %s (job_id, created_at, options) VALUES (?, ?, ?)"
+                    % options_table(part), (job_id, now, job.options.encode()))
+    return PushedJob(job_id, now, next_try)
 
 
 def _due_tables(txn: Cursor_, parts: Sequence[str], now: int) -> set[str]:
@@ -563,8 +578,8 @@ def _grab(txn: Cursor_, part: str, limit: int, now: int, grabber_id: int) -> lis
     txn.execute("BEGIN IMMEDIATE")
     table = job_table(part)
     txn.execute(
-        "SELECT %s FROM %s WHERE status = 'claimed' AND next_try <= ?"
-        " ORDER BY next_try, job_id LIMIT ?" % (JOB_COLUMNS, table),
+        "SELECT %s FROM %s WHERE j.status = 'claimed' AND j.next_try <= ?"
+        " ORDER BY j.next_try, j.job_id LIMIT ?" % (GRAB_COLUMNS, grab_source(part)),
         (now, limit),
     )
     rows = txn.fetchall()
@@ -576,9 +591,7 @@ def _grab(txn: Cursor_, part: str, limit: int, now: int, grabber_id: int) -> lis
         % (table, ",".join("?" * len(ids))),
         (grabber_id, *ids),
     )
-    return [
-        job_from_row((*row[:4], "grabbed", *row[5:11], grabber_id)) for row in rows
-    ]
+    return [grabbed_from_row(row, grabber_id) for row in rows]
 
 
 def _complete(txn: Cursor_, completions: Sequence[Completion], now: int) -> None:
@@ -591,12 +604,13 @@ def _complete(txn: Cursor_, completions: Sequence[Completion], now: int) -> None
             % (job_table(part), ",".join("?" * len(ids)), guard),
             (*ids, grabber_id),
         )
-    for (part, grabber_id), ids in retries.items():
+    for (part, grabber_id, retry_in), ids in retries.items():
+        wait = "retry_delay * 1000" if retry_in is None else "%d" % retry_in
         txn.execute(
             "UPDATE %s SET status = 'claimed', grabber_id = NULL,"
-            " next_try = ? + retry_delay * 1000, retry_count = retry_count - 1,"
+            " next_try = ? + %s, retry_count = retry_count - 1,"
             " fail_count = fail_count + 1 WHERE job_id IN (%s) AND %s"
-            % (job_table(part), ",".join("?" * len(ids)), guard),
+            % (job_table(part), wait, ",".join("?" * len(ids)), guard),
             (now, *ids, grabber_id),
         )
     for completion in failures:
@@ -618,6 +632,18 @@ def _complete(txn: Cursor_, completions: Sequence[Completion], now: int) -> None
             " VALUES (?, ?, ?, ?, ?)" % settings_table(completion.table),
             (txn.lastrowid, job.id, job.max_retries, job.retry_delay, job.timeout),
         )
+    for part, ids in options_to_clean(completions).items():
+        _delete_options(txn, part, ids)
+
+
+def _delete_options(txn: Cursor_, part: str, ids: Sequence[int]) -> None:
+    """Remove the job members of these jobs, of those that are gone (a job no longer ours
+    may have been grabbed again, and keeps them)."""
+    marks = ",".join("?" * len(ids))
+    txn.execute(
+        "DELETE FROM %s WHERE job_id IN (%s) AND job_id NOT IN (SELECT job_id FROM %s"
+        " WHERE job_id IN (%s))" % (options_table(part), marks, job_table(part), marks),
+        (*ids, *ids))
 
 
 def _recover(txn: Cursor_, part: str, keep: Collection[InFlight]) -> int:
@@ -664,6 +690,7 @@ def _get_job(txn: Cursor_, part: str, job_id: int, delete: bool) -> Job | None:
         return None
     if delete:
         txn.execute("DELETE FROM %s WHERE job_id = ?" % job_table(part), (job_id,))
+        txn.execute("DELETE FROM %s WHERE job_id = ?" % options_table(part), (job_id,))
     return job_from_row(row)
 
 
@@ -700,6 +727,7 @@ def _get_failed(txn: Cursor_, part: str, failure_id: int, delete: bool) -> Faile
 
 def _delete_failures(txn: Cursor_, part: str, ids: Sequence[int]) -> int:
     marks = ",".join("?" * len(ids))
+    txn.execute(delete_entry_options(part, marks), ids)
     txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (failure_table(part), marks), ids)
     deleted = int(txn.rowcount)
     txn.execute("DELETE FROM %s WHERE failure_id IN (%s)" % (settings_table(part), marks), ids)
