@@ -82,6 +82,15 @@ def drop_database(name: str) -> None:
         connection.close()
 
 
+def daemon_database(case: Any, prefix: str) -> tuple[str, tuple[str, ...]]:
+    """A new database for a daemon of ``case`` (a trial TestCase), dropped at its cleanup,
+    and the daemon options that name it. Call it before the daemon starts, so that the
+    database is dropped after the daemon is gone (cleanups run last in, first out)."""
+    name = create_database(prefix)
+    case.addCleanup(drop_database, name)
+    return name, (f"--mysql-dsn={dsn_text(name)}",)
+
+
 def dsn_text(database: str) -> str:
     """A ``FIREWORQ_MYSQL_DSN`` for a test database."""
     dsn = server_dsn()

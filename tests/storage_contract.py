@@ -489,6 +489,20 @@ class StoreContractMixin(_Base):
         self.assertEqual(await self.storedJobOptions("mail"), 1)
         self.assertEqual(theirs.options, options)
 
+    async def test_jobOptionsOfADuplicateNotStored(self) -> None:
+        """A keyed push answered as a duplicate stores no job members; the first push's
+        stay its job's."""
+        await self.prepared("mail")
+        first = JobOptions(headers=(("X-A", "first"),))
+        [pushed] = await self.store.push(
+            [("mail", attrs.evolve(keyedJob("k", n=1), options=first))])
+        [again] = await self.store.push([("mail", attrs.evolve(
+            keyedJob("k", n=2), options=JobOptions(headers=(("X-A", "second"),))))])
+        self.assertIsInstance(again, DuplicateJob)
+        self.assertEqual(await self.storedJobOptions("mail"), 1)
+        [grabbed] = await self.store.grab("mail", 10)
+        self.assertEqual((grabbed.id, grabbed.options), (pushed.id, first))
+
     async def test_jobOptionsFollowARetriedEntry(self) -> None:
         """Retrying a failure-log entry pushes the job with its members of our own again;
         removing entries in bulk (or by retention) removes theirs."""

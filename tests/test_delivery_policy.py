@@ -503,6 +503,21 @@ class PolicyAPITests(APITestCase):
             headers=(("X-Trace", "abc"),)))
         self.node.deliverer.finish_all(API_SUCCESS)
 
+    def test_jobMembersInABatch(self) -> None:
+        """Each job of a batch push (POST /jobs) carries its own members."""
+        response = self.node.post("/jobs/send_welcome", {"jobs": [
+            {"url": URL, "headers": {"X-N": "1"}}, {"url": URL},
+            {"url": URL, "retry_backoff": "exponential"}]})
+        self.assertEqual(response.status, 200, response.body)
+        self.node.advance(0)
+        delivered = sorted(self.node.deliverer.delivered, key=lambda job: job.id)
+        self.assertEqual([job.options for job in delivered], [
+            JobOptions(headers=(("X-N", "1"),)), None, JobOptions(retry_backoff="exponential")])
+        self.node.deliverer.finish_all(API_SUCCESS)
+        refused = self.node.post("/jobs/send_welcome", {"jobs": [
+            {"url": URL}, {"url": URL, "headers": {"Host": "x"}}]})
+        self.assertError(refused, 400, "Job 1: Header not allowed in 'headers': Host")
+
     def test_jobMembersRefused(self) -> None:
         self.assertError(self.push_error(retry_backoff="linear"), 400,
                          "Field 'retry_backoff' must be one of: fixed, exponential")

@@ -120,7 +120,5 @@ class MySQLPolicyE2ETests(PolicyE2EMixin, TestCase):
     driver = "mysql"
 
     async def _setUp(self) -> None:
-        self.database = mysqltools.create_database("fwpol")
-        self.addCleanup(mysqltools.drop_database, self.database)
-        self.driver_options = (f"--mysql-dsn={mysqltools.dsn_text(self.database)}",)
+        self.database, self.driver_options = mysqltools.daemon_database(self, "fwpol")
         await super()._setUp()
