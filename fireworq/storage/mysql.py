@@ -911,8 +911,10 @@ def _push(
     raise AssertionError("unreachable")
 
 
-#: Runs of a push transaction that deadlocked, at most.
-_ATTEMPTS = 5
+#: Runs of a push transaction that deadlocked, at most. Each deadlock lets one of its
+#: transactions through, so with as many pushes at once as the pool has connections one may
+#: lose several times in a row (5 was seen to run out with 10 concurrent keyed pushes under load).
+_ATTEMPTS = 20
 
 
 def _insert_prefix(part: str) -> str:
