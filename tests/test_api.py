@@ -58,6 +58,7 @@ ROUTES = [
     ("/healthz", ["GET", "HEAD"]),
     ("/readyz", ["GET", "HEAD"]),
     ("/metrics", ["GET", "HEAD"]),
+    ("/openapi.json", ["GET", "HEAD"]),
     ("/queues", ["GET", "HEAD"]),
     ("/queues/stats", ["GET", "HEAD"]),
     ("/queue/mail", ["GET", "HEAD", "PUT", "DELETE"]),

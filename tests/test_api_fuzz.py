@@ -56,6 +56,7 @@ ADMIN_TOKEN = "adm1n"
 ROUTES = {
     "/": "GET HEAD", "/version": "GET HEAD", "/settings": "GET HEAD", "/stats": "GET HEAD",
     "/healthz": "GET HEAD", "/readyz": "GET HEAD", "/metrics": "GET HEAD",
+    "/openapi.json": "GET HEAD",
     "/queues": "GET HEAD", "/queues/stats": "GET HEAD", "/queue/{q}": "GET HEAD PUT DELETE",
     "/queue/{q}/node": "GET HEAD", "/queue/{q}/stats": "GET HEAD",
     "/queue/{q}/grabbed": "GET HEAD", "/queue/{q}/waiting": "GET HEAD",

@@ -24,7 +24,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 
 from fireworq import __version__, jsontext
 from fireworq.access import AccessCheck
-from fireworq.api import render, validate
+from fireworq.api import openapi, render, validate
 from fireworq.api.console import Console, load_files
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.cursor import decode_cursor
@@ -38,10 +38,7 @@ from fireworq.model import (
     BACKOFF_FIXED,
     BACKOFFS,
     DEFAULT_UNIQUE_WINDOW,
-    MAX_FAILED_JOB_LIMIT,
-    MAX_FAILED_JOB_TTL,
     MAX_RETRY_DELAY,
-    MAX_UNIQUE_WINDOW,
     RESULT_MODE_FIREWORQ,
     RESULT_MODES,
     FailedOrder,
@@ -63,7 +60,6 @@ JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 METHOD_ORDER = ("GET", "HEAD", "PUT", "DELETE", "POST")
 READINESS_TIMEOUT = 2.0
-MAX_RUN_AFTER = 315360000
 # The push answer, members in the order of docs/api.md, POST /job (a template: it is the hottest
 # path).
 _PUSHED = (
@@ -205,6 +201,7 @@ class FireworqAPI:
         self._store_counts = StoreCounts(store, clock, timeout=READINESS_TIMEOUT)
         self._failures = FailureLog(store, manager)
         self._console = Console(CONSOLE_FILES)
+        self._openapi_text: bytes | None = None
 
     def resource(self) -> IResource:
         return PathCheck(self.app.resource(), self.push_now, self._access, self._console)
@@ -280,6 +277,13 @@ class FireworqAPI:
         counts = await self._store_counts.read([d.table for d in dispatchers.values()])
         return respond(request, 200, render_metrics(dispatchers, counts), METRICS_CONTENT_TYPE)
 
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi_document(self, request: IRequest) -> bytes:
+        """The OpenAPI document (docs/api.md, OpenAPI document), encoded when first asked."""
+        if self._openapi_text is None:
+            self._openapi_text = jsontext.encode(openapi.document())
+        return respond(request, 200, self._openapi_text)
+
     # Queues
 
     @app.route("/queues", methods=["GET"])
@@ -307,15 +311,18 @@ class FireworqAPI:
         validate.queue_name(queue_name)
         members = self._body(request)
         jsontext.get_string(members, "name")  # checked, then ignored: the path names it
-        polling_interval = jsontext.get_int(members, "polling_interval", 0, 3600000) or 0
-        max_workers = jsontext.get_int(members, "max_workers", 0, 10000) or 0
-        rate = jsontext.get_number(members, "max_dispatches_per_second", 0, 1000000) or 0.0
-        burst = jsontext.get_int(members, "max_burst_size", 0, 1000000) or 0
+        ranges = validate.QUEUE_RANGES
+        polling_interval = jsontext.get_int(
+            members, "polling_interval", *ranges["polling_interval"]) or 0
+        max_workers = jsontext.get_int(members, "max_workers", *ranges["max_workers"]) or 0
+        rate = jsontext.get_number(
+            members, "max_dispatches_per_second", *ranges["max_dispatches_per_second"]) or 0.0
+        burst = jsontext.get_int(members, "max_burst_size", *ranges["max_burst_size"]) or 0
         # Ours replace what was stored, as Fireworq's members do: absent means 0.
-        failed_job_ttl = jsontext.get_int(members, "failed_job_ttl", 0, MAX_FAILED_JOB_TTL)
+        failed_job_ttl = jsontext.get_int(members, "failed_job_ttl", *ranges["failed_job_ttl"])
         failed_job_limit = jsontext.get_int(
-            members, "failed_job_limit", 0, MAX_FAILED_JOB_LIMIT)
-        unique_window = jsontext.get_int(members, "unique_window", 0, MAX_UNIQUE_WINDOW)
+            members, "failed_job_limit", *ranges["failed_job_limit"])
+        unique_window = jsontext.get_int(members, "unique_window", *ranges["unique_window"])
         policy = await self._delivery_policy(queue_name, members)
         definition = attrs.evolve(
             self._manager.resolve(queue_name, polling_interval=polling_interval,
@@ -453,7 +460,7 @@ class FireworqAPI:
     async def retry_failed(self, request: IRequest, queue_name: str, failure_id: str) -> bytes:
         number = validate.identifier(failure_id, "failure id")
         run_after = jsontext.get_int(
-            self._optional_body(request), "run_after", 0, MAX_RUN_AFTER) or 0
+            self._optional_body(request), "run_after", *validate.PUSH_RANGES["run_after"]) or 0
         definition = self._known(queue_name)
         retried = await self._failures.retry(definition, number, run_after)
         # The payload as the failure log shows it: the push's own text is not kept.
@@ -644,10 +651,11 @@ def _new_job(
     payload = members.get("payload")
     if payload is not None and payload.value is None:
         payload = None
-    run_after = jsontext.get_int(members, "run_after", 0, MAX_RUN_AFTER) or 0
-    max_retries = jsontext.get_int(members, "max_retries", 0, 1000000) or 0
-    retry_delay = jsontext.get_int(members, "retry_delay", 0, 31536000) or 0
-    timeout = jsontext.get_int(members, "timeout", 0, 86400) or 0
+    ranges = validate.PUSH_RANGES
+    run_after = jsontext.get_int(members, "run_after", *ranges["run_after"]) or 0
+    max_retries = jsontext.get_int(members, "max_retries", *ranges["max_retries"]) or 0
+    retry_delay = jsontext.get_int(members, "retry_delay", *ranges["retry_delay"]) or 0
+    timeout = jsontext.get_int(members, "timeout", *ranges["timeout"]) or 0
     jsontext.get_string(members, "category")
     key = jsontext.get_string(members, "unique_key")
     if not url:

@@ -14,8 +14,11 @@ from fireworq.errors import InvalidInput
 from fireworq.delivery.policy import check_headers
 from fireworq.model import (
     BACKOFFS,
+    MAX_FAILED_JOB_LIMIT,
+    MAX_FAILED_JOB_TTL,
     MAX_QUEUE_NAME_LENGTH,
     MAX_RETRY_DELAY,
+    MAX_UNIQUE_WINDOW,
     FailedFilter,
     HeaderPairs,
     JobOptions,
@@ -28,6 +31,24 @@ _MAX_ID = 2**63 - 1
 _MAX_URL_BYTES = 65535
 _PRINTABLE_ASCII = re.compile(r"[!-~]+")
 _SCHEME = re.compile(r"https?://", re.IGNORECASE)
+
+#: The ranges (least, greatest) of the numeric members of request bodies, as the handlers
+#: check them and the OpenAPI document states them (docs/api.md, Push a job, Queues).
+PUSH_RANGES: dict[str, tuple[int, int]] = {
+    "run_after": (0, 315360000),
+    "max_retries": (0, 1000000),
+    "retry_delay": (0, 31536000),
+    "timeout": (0, 86400),
+}
+QUEUE_RANGES: dict[str, tuple[int, int]] = {
+    "polling_interval": (0, 3600000),
+    "max_workers": (0, 10000),
+    "max_dispatches_per_second": (0, 1000000),
+    "max_burst_size": (0, 1000000),
+    "failed_job_ttl": (0, MAX_FAILED_JOB_TTL),
+    "failed_job_limit": (0, MAX_FAILED_JOB_LIMIT),
+    "unique_window": (0, MAX_UNIQUE_WINDOW),
+}
 
 
 def query_param(request: IRequest, name: bytes) -> str | None:

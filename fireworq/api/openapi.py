@@ -1,0 +1,443 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``GET /openapi.json``.
+
+This module is the document's one source: ``document()`` builds it as a dict from the same
+limits the handlers check (``validate``, ``fireworq.model``). docs/api.md is the prose
+reference; the document states the same routes, parameters, bodies, answers and errors in a
+form that tools read. tests/test_openapi.py holds it to the app's route table (every route
+and method is in it, and nothing else), validates it, and runs schemathesis against a live
+daemon on each driver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fireworq import __version__
+from fireworq.api import validate
+from fireworq.api.render import REASONS
+from fireworq.model import MAX_QUEUE_NAME_LENGTH
+
+Schema = dict[str, Any]
+
+_ERROR_TEXT = {
+    400: "The request is malformed, or a value is invalid or out of range.",
+    404: "No route matches the path, or what the path names does not exist.",
+    413: "The request body is larger than FIREWORQ_MAX_REQUEST_BODY (the connection is then "
+         "closed); or, with the mysql driver, a pushed job is larger than the MySQL server "
+         "takes in one statement.",
+    500: "An unexpected fault of the daemon; details are in its error log.",
+    503: "The store cannot be reached or does not answer. Retry the request.",
+}
+_RESPONSE_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
+                   413: "TooLarge", 500: "ServerError", 503: "StoreUnavailable"}
+
+_INFO = """\
+The HTTP API of fireworq-py, a job queue daemon compatible with Fireworq 1.5. The prose
+reference, with examples, is docs/api.md.
+
+Every route takes only the methods listed here; HEAD works wherever GET does (same status and
+headers, no body). Any other method is answered 405 with an `Allow` header listing the methods
+the route takes (the `MethodNotAllowed` response). A body larger than
+FIREWORQ_MAX_REQUEST_BODY is refused with 413 on every route. Every error answer is the JSON
+object `{"code", "error", "message"}`.
+"""
+
+
+def _schema(name: str) -> Schema:
+    return {"$ref": "#/components/schemas/" + name}
+
+
+def _integer(least: int, greatest: int, description: str) -> Schema:
+    return {"type": "integer", "minimum": least, "maximum": greatest,
+            "description": description}
+
+
+def _nullable(schema: Schema) -> Schema:
+    """A request member: ``null`` counts as absent (docs/api.md, Requests)."""
+    kinds = schema["type"]
+    return {**schema, "type": [*(kinds if isinstance(kinds, list) else [kinds]), "null"]}
+
+
+def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
+            description: str | None = None) -> Schema:
+    """An answer's object: exactly these members (the answers are documented whole)."""
+    schema: Schema = {"type": "object", "properties": properties,
+                      "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _request_object(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    """A request body: one JSON object; unknown members are ignored, ``null`` is absent."""
+    schema: Schema = {"type": "object", "properties": {
+        k: v if k in required else _nullable(v) for k, v in properties.items()}}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _ranged(ranges: dict[str, tuple[int, int]], texts: dict[str, str]) -> dict[str, Schema]:
+    return {name: _integer(*ranges[name], texts[name]) for name in texts}
+
+
+def _schemas() -> dict[str, Schema]:
+    string = {"type": "string"}
+    count = {"type": "integer", "minimum": 0}
+    time = {"type": "string", "format": "date-time",
+            "description": "RFC 3339, milliseconds, in the daemon's time zone"}
+    queue_ranges = validate.QUEUE_RANGES
+    rate_least, rate_greatest = queue_ranges["max_dispatches_per_second"]
+    queue_members = _ranged(queue_ranges, {
+        "polling_interval": "ms between looks for due jobs; 0: the default",
+        "max_workers": "most deliveries at once; 0: the default",
+        "max_burst_size": "throttle bucket size; needs max_dispatches_per_second",
+        "failed_job_ttl": "s a failure-log entry is kept; 0: for ever",
+        "failed_job_limit": "most failure-log entries kept; 0: no limit",
+    })
+    push_members = _ranged(validate.PUSH_RANGES, {
+        "run_after": "s before the first attempt",
+        "max_retries": "retries after a failed attempt",
+        "retry_delay": "s between a failed attempt and its retry",
+        "timeout": "s for one worker exchange; 0: no limit",
+    })
+    job_id = {"type": "integer", "minimum": 1}
+    stats_members = ("total_pushes total_pops total_successes total_failures "
+                     "total_permanent_failures total_completes total_elapsed "
+                     "pushes_per_second pops_per_second outstanding_jobs total_workers "
+                     "idle_workers active_nodes").split()
+    bulk_filter = {
+        "category": {"type": "string", "description": "only entries of this job category"},
+        "failed_after": {"type": "string", "format": "date-time",
+                         "description": "RFC 3339: only entries failed at or after it"},
+        "failed_before": {"type": "string", "format": "date-time",
+                          "description": "RFC 3339: only entries failed before it"},
+        "limit": _integer(1, validate.MAX_BULK_LIMIT,
+                          "at most this many entries (default %d)" % validate.DEFAULT_BULK_LIMIT),
+    }
+    return {
+        "Error": _object({
+            "code": {"type": "integer", "enum": sorted(REASONS)},
+            "error": {"type": "string", "enum": [REASONS[c] for c in sorted(REASONS)]},
+            "message": {"type": "string", "description": "for humans; never a traceback"},
+        }, ("code", "error", "message"), "Every error answer (docs/api.md, Errors)."),
+        "Status": _object({"status": {"const": "ok"}}, ("status",)),
+        "Settings": {"type": "object", "additionalProperties": string,
+                     "description": "Every configuration key, each value as a string."},
+        "ProcessStats": _object({
+            "time": {**count, "description": "now, in ns since the Unix epoch"},
+            "version": string,
+            "python_version": string,
+            "pid": count,
+            "uptime_seconds": {"type": "number", "minimum": 0},
+            "rss_bytes": count,
+            "cpu_user_seconds": {"type": "number", "minimum": 0},
+            "cpu_system_seconds": {"type": "number", "minimum": 0},
+            "threads": count,
+            "gc_counts": {"type": "array", "items": count, "minItems": 3, "maxItems": 3},
+            "open_fds": {"type": ["integer", "null"], "minimum": 0},
+        }, ("time", "version", "python_version", "pid", "uptime_seconds", "rss_bytes",
+            "cpu_user_seconds", "cpu_system_seconds", "threads", "gc_counts", "open_fds")),
+        "QueueDefinition": _object({
+            "name": string,
+            "polling_interval": {**queue_members["polling_interval"], "minimum": 1},
+            "max_workers": queue_members["max_workers"],
+            "max_dispatches_per_second": {"type": "number", "exclusiveMinimum": rate_least,
+                                          "maximum": rate_greatest},
+            **{name: {**queue_members[name], "minimum": 1}
+               for name in ("max_burst_size", "failed_job_ttl", "failed_job_limit")},
+            "paused": {"const": True, "description": "only while paused"},
+        }, ("name", "max_workers"), "A queue as stored; members left out are not set."),
+        "QueueDefinitionInput": _request_object({
+            "name": {"type": "string", "description": "ignored: the path names the queue"},
+            "max_dispatches_per_second": {
+                "type": "number", "minimum": rate_least, "maximum": rate_greatest,
+                "description": "throttle rate; needs max_burst_size; 0: no throttle"},
+            **queue_members,
+        }),
+        "QueueStats": _object(
+            {**{name: count for name in stats_members},
+             "paused": {"const": True, "description": "only while paused"}},
+            tuple(stats_members), "This node's counters for one queue."),
+        "Node": _object({
+            "id": string,
+            "host": string,
+            "state": {"type": "string", "enum": ["retrying", "recovering"]},
+            "error": string,
+        }, ("id", "host"), "The queue's active node; state and error only while this node "
+                           "fails to take the queue over."),
+        "Routing": _object({"queue_name": string, "job_category": string},
+                           ("queue_name", "job_category")),
+        "RoutingInput": _request_object({
+            "queue_name": {"type": "string", "minLength": 1},
+            "job_category": {"type": "string", "description": "ignored: the path names it"},
+        }, ("queue_name",)),
+        "JobInput": _request_object({
+            "url": {"type": "string", "minLength": 1, "format": "uri",
+                    "description": "absolute http or https URL, printable ASCII"},
+            "payload": {"type": ["object", "array", "string", "number", "boolean"],
+                        "description": "any JSON value: the body sent to the worker"},
+            **push_members,
+            "category": {"type": "string", "description": "ignored: the path names it"},
+        }, ("url",)),
+        "PushedJob": _object({
+            "id": job_id,
+            "queue_name": string,
+            "category": string,
+            "url": string,
+            "payload": {"description": "the payload as pushed; null when none"},
+            **{name: {k: v for k, v in schema.items() if k != "description"}
+               for name, schema in push_members.items()},
+        }, ("id", "queue_name", "category", "url", "payload", "run_after", "timeout",
+            "retry_delay", "max_retries")),
+        "Job": _object({
+            "id": job_id,
+            "category": string,
+            "url": string,
+            "payload": {"description": "the stored payload read back"},
+            "status": {"type": "string", "enum": ["claimed", "grabbed"]},
+            "created_at": time,
+            "next_try": time,
+            "timeout": count,
+            "fail_count": count,
+            "max_retries": count,
+            "retry_delay": count,
+        }, ("id", "category", "url", "payload", "status", "created_at", "next_try",
+            "timeout", "fail_count", "max_retries", "retry_delay")),
+        "FailedJob": _object({
+            "id": job_id,
+            "job_id": job_id,
+            "category": string,
+            "url": string,
+            "payload": {"description": "the stored payload read back"},
+            "result": _object({"status": string, "code": count, "message": string},
+                              ("status", "code", "message")),
+            "fail_count": count,
+            "failed_at": time,
+            "created_at": time,
+        }, ("id", "job_id", "category", "url", "payload", "result", "fail_count",
+            "failed_at", "created_at")),
+        "JobPage": _object({"jobs": {"type": "array", "items": _schema("Job")},
+                            "next_cursor": string}, ("jobs", "next_cursor")),
+        "FailedPage": _object({"failed_jobs": {"type": "array", "items": _schema("FailedJob")},
+                               "next_cursor": string}, ("failed_jobs", "next_cursor")),
+        "FailedFilter": _request_object(bulk_filter),
+        "RetryInput": _request_object({"run_after": push_members["run_after"]}),
+        "Deleted": _object({"deleted": count}, ("deleted",)),
+        "Retried": _object({"retried": count,
+                            "jobs": {"type": "array", "items": job_id}}, ("retried", "jobs")),
+    }
+
+
+def _parameters() -> dict[str, Schema]:
+    def path(name: str, schema: Schema, description: str, example: str) -> Schema:
+        return {"name": name, "in": "path", "required": True, "schema": schema,
+                "description": description, "example": example}
+
+    def query(name: str, schema: Schema, description: str) -> Schema:
+        return {"name": name, "in": "query", "schema": schema, "description": description}
+
+    segment = {"type": "string", "minLength": 1}
+    identifier = {"type": "string", "pattern": "^[0-9]+$"}
+    # An empty value counts as absent (docs/api.md, Requests).
+    absent = {"const": ""}
+    return {
+        "QueueName": path("queue_name", segment, "one path segment", "mail"),
+        "NewQueueName": path("queue_name", {**segment, "maxLength": MAX_QUEUE_NAME_LENGTH},
+                             "one path segment", "mail"),
+        "JobCategory": path("job_category", segment,
+                            "everything after the prefix, / included (1 to 255 bytes)",
+                            "send_welcome"),
+        "JobId": path("id", identifier, "decimal digits, at most 9223372036854775807", "4"),
+        "FailureId": path("id", identifier, "decimal digits, at most 9223372036854775807",
+                          "1"),
+        "Limit": query("limit", {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000},
+                                           absent]}, "page size (default 100)"),
+        "Cursor": query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+        "JobOrder": query("order", {"type": "string", "enum": ["desc", "asc", ""]},
+                          "by next_try, then id (default desc)"),
+        "FailedOrder": query("order", {"type": "string", "enum": ["failed", "created", ""]},
+                             "most recent failure, or most recently pushed, first "
+                             "(default failed)"),
+        "PrettyPrint": query("pp", {"type": "string"}, "1 or true: indent the answer"),
+    }
+
+
+def _responses() -> dict[str, Schema]:
+    error = {"application/json": {"schema": _schema("Error")}}
+    responses: dict[str, Schema] = {
+        _RESPONSE_NAMES[code]: {"description": text, "content": error}
+        for code, text in _ERROR_TEXT.items()
+    }
+    responses["MethodNotAllowed"] = {
+        "description": "The route does not take this method.",
+        "headers": {"Allow": {"description": "the methods the route takes",
+                              "schema": {"type": "string"}}},
+        "content": error,
+    }
+    responses["StoreUnavailable"]["headers"] = {
+        "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
+    return responses
+
+
+def _parameter(name: str) -> Schema:
+    return {"$ref": "#/components/parameters/" + name}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    answer: Schema,
+    *,
+    parameters: tuple[str, ...] = (),
+    body: tuple[str, bool] | None = None,
+    store: bool = True,
+    media_type: str = "application/json",
+) -> Schema:
+    """One operation: its 200 ``answer`` (a schema), and the errors it can answer."""
+    operation: Schema = {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {"200": {"description": "OK",
+                              "content": {media_type: {"schema": answer}}}},
+    }
+    if parameters:
+        operation["parameters"] = [_parameter(p) for p in parameters]
+    if body is not None:
+        name, required = body
+        operation["requestBody"] = {
+            "required": required,
+            "description": "one JSON object" + ("" if required else
+                                                "; none, or only whitespace, is {}"),
+            "content": {"application/json": {"schema": _schema(name)}},
+        }
+    for code in (400, 404, 413, 500) + ((503,) if store else ()):
+        operation["responses"][str(code)] = {
+            "$ref": "#/components/responses/" + _RESPONSE_NAMES[code]}
+    return operation
+
+
+def _head(get: Schema) -> Schema:
+    """HEAD of a GET route: the same statuses and headers, no body."""
+    head: Schema = {**get, "operationId": get["operationId"] + "Head",
+                    "summary": get["summary"] + " (headers only)"}
+    head["responses"] = {"200": {"description": "OK, without the body"}}
+    head["responses"].update({k: v for k, v in get["responses"].items() if k != "200"})
+    return head
+
+
+def _paths() -> dict[str, dict[str, Schema]]:
+    text = {"type": "string"}
+    queue, job, failed = ("QueueName",), ("QueueName", "JobId"), ("QueueName", "FailureId")
+    definition = _schema("QueueDefinition")
+    paths: dict[str, dict[str, Schema]] = {
+        "/": {"get": _operation("getRoot", "Daemon name and version", text, store=False,
+                                media_type="text/plain")},
+        "/version": {"get": _operation("getVersion", "Daemon name and version", text,
+                                       store=False, media_type="text/plain")},
+        "/settings": {"get": _operation("getSettings", "Effective configuration",
+                                        _schema("Settings"), store=False)},
+        "/stats": {"get": _operation("getStats", "Process statistics", _schema("ProcessStats"),
+                                     parameters=("PrettyPrint",), store=False)},
+        "/healthz": {"get": _operation("getHealth", "Liveness", _schema("Status"),
+                                       store=False)},
+        "/readyz": {"get": _operation("getReadiness", "Readiness: the store answers",
+                                      _schema("Status"))},
+        "/metrics": {"get": _operation("getMetrics", "Prometheus metrics (text format 0.0.4)",
+                                       text, store=False, media_type="text/plain")},
+        "/openapi.json": {"get": _operation("getOpenAPI", "This document",
+                                            {"type": "object"}, store=False)},
+        "/queues": {"get": _operation("listQueues", "All queue definitions",
+                                      {"type": "array", "items": definition})},
+        "/queues/stats": {"get": _operation(
+            "listQueueStats", "Stats of every queue known to this node",
+            {"type": "object", "additionalProperties": _schema("QueueStats")}, store=False)},
+        "/queue/{queue_name}": {
+            "get": _operation("getQueue", "One queue definition", definition,
+                              parameters=queue),
+            "put": _operation("putQueue", "Create or replace a queue", definition,
+                              parameters=("NewQueueName",),
+                              body=("QueueDefinitionInput", True)),
+            "delete": _operation("deleteQueue", "Delete a queue definition (its jobs stay)",
+                                 definition, parameters=queue),
+        },
+        "/queue/{queue_name}/pause": {"post": _operation(
+            "pauseQueue", "Stop the queue's deliveries", definition, parameters=queue)},
+        "/queue/{queue_name}/resume": {"post": _operation(
+            "resumeQueue", "Restart the queue's deliveries", definition, parameters=queue)},
+        "/queue/{queue_name}/node": {"get": _operation(
+            "getQueueNode", "The queue's active node", _schema("Node"), parameters=queue)},
+        "/queue/{queue_name}/stats": {"get": _operation(
+            "getQueueStats", "This node's stats of one queue", _schema("QueueStats"),
+            parameters=queue, store=False)},
+        **{
+            "/queue/{queue_name}/%s" % state: {"get": _operation(
+                "list%sJobs" % state.capitalize(), "The queue's %s jobs, a page" % state,
+                _schema("JobPage"), parameters=(*queue, "JobOrder", "Limit", "Cursor"))}
+            for state in ("grabbed", "waiting", "deferred")
+        },
+        "/queue/{queue_name}/job/{id}": {
+            "get": _operation("getJob", "One job", _schema("Job"), parameters=job),
+            "delete": _operation("deleteJob", "Cancel a job", _schema("Job"), parameters=job),
+        },
+        "/queue/{queue_name}/failed": {
+            "get": _operation("listFailedJobs", "The failure log, a page",
+                              _schema("FailedPage"),
+                              parameters=(*queue, "FailedOrder", "Limit", "Cursor")),
+            "delete": _operation("deleteFailedJobs",
+                                 "Delete the matching failure-log entries, oldest first",
+                                 _schema("Deleted"), parameters=queue,
+                                 body=("FailedFilter", False)),
+        },
+        "/queue/{queue_name}/failed/retry": {"post": _operation(
+            "retryFailedJobs", "Push the matching failure-log entries again, oldest first",
+            _schema("Retried"), parameters=queue, body=("FailedFilter", False))},
+        "/queue/{queue_name}/failed/{id}": {
+            "get": _operation("getFailedJob", "One failure-log entry", _schema("FailedJob"),
+                              parameters=failed),
+            "delete": _operation("deleteFailedJob", "Delete one failure-log entry",
+                                 _schema("FailedJob"), parameters=failed),
+        },
+        "/queue/{queue_name}/failed/{id}/retry": {"post": _operation(
+            "retryFailedJob", "Push one failure-log entry again", _schema("PushedJob"),
+            parameters=failed, body=("RetryInput", False))},
+        "/routings": {"get": _operation("listRoutings", "All routings",
+                                        {"type": "array", "items": _schema("Routing")})},
+        "/routing/{job_category}": {
+            "get": _operation("getRouting", "One routing", _schema("Routing"),
+                              parameters=("JobCategory",)),
+            "put": _operation("putRouting", "Route a job category to a queue",
+                              _schema("Routing"), parameters=("JobCategory",),
+                              body=("RoutingInput", True)),
+            "delete": _operation("deleteRouting", "Delete a routing", _schema("Routing"),
+                                 parameters=("JobCategory",)),
+        },
+        "/job/{job_category}": {"post": _operation(
+            "pushJob", "Push a job; answered once it is stored", _schema("PushedJob"),
+            parameters=("JobCategory",), body=("JobInput", True))},
+    }
+    for item in paths.values():
+        if "get" in item:
+            item["head"] = _head(item["get"])
+    return paths
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fireworq-py",
+            "version": __version__,
+            "description": _INFO,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "parameters": _parameters(),
+            "responses": _responses(),
+        },
+    }
