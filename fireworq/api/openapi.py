@@ -418,10 +418,72 @@ def _paths() -> dict[str, dict[str, Schema]]:
             "pushJob", "Push a job; answered once it is stored", _schema("PushedJob"),
             parameters=("JobCategory",), body=("JobInput", True))},
     }
+    _link(paths, _LINKS)
     for item in paths.values():
         if "get" in item:
             item["head"] = _head(item["get"])
     return paths
+
+
+#: What an answer names, and the operations it can be given to: (path, method) → link name
+#: → (operationId, parameters as runtime expressions). Tools follow them from one request
+#: to the next (OpenAPI links); schemathesis does, in its stateful phase.
+_QUEUE_OF_DEFINITION = {"queue_name": "$response.body#/name"}
+_QUEUE_OF_JOB = {"queue_name": "$request.path.queue_name"}
+_LINKS: dict[tuple[str, str], dict[str, tuple[str, dict[str, str]]]] = {
+    ("/queue/{queue_name}", "put"): {
+        name: (operation_id, _QUEUE_OF_DEFINITION) for name, operation_id in (
+            ("Queue", "getQueue"), ("Delete", "deleteQueue"), ("Pause", "pauseQueue"),
+            ("Resume", "resumeQueue"), ("Stats", "getQueueStats"), ("Node", "getQueueNode"),
+            ("Waiting", "listWaitingJobs"), ("Deferred", "listDeferredJobs"),
+            ("FailureLog", "listFailedJobs"), ("RetryFailures", "retryFailedJobs"),
+            ("DeleteFailures", "deleteFailedJobs"))
+    },
+    ("/routing/{job_category}", "put"): {
+        "Routing": ("getRouting", {"job_category": "$response.body#/job_category"}),
+        "Delete": ("deleteRouting", {"job_category": "$response.body#/job_category"}),
+        "Push": ("pushJob", {"job_category": "$response.body#/job_category"}),
+        "Queue": ("getQueue", {"queue_name": "$response.body#/queue_name"}),
+    },
+    ("/job/{job_category}", "post"): {
+        "Job": ("getJob", {"queue_name": "$response.body#/queue_name",
+                           "id": "$response.body#/id"}),
+        "Cancel": ("deleteJob", {"queue_name": "$response.body#/queue_name",
+                                 "id": "$response.body#/id"}),
+    },
+    ("/queue/{queue_name}/failed/{id}/retry", "post"): {
+        "Job": ("getJob", {"queue_name": "$response.body#/queue_name",
+                           "id": "$response.body#/id"}),
+    },
+    ("/queue/{queue_name}/failed", "get"): {
+        "Entry": ("getFailedJob", {**_QUEUE_OF_JOB,
+                                   "id": "$response.body#/failed_jobs/0/id"}),
+        "Retry": ("retryFailedJob", {**_QUEUE_OF_JOB,
+                                     "id": "$response.body#/failed_jobs/0/id"}),
+        "Delete": ("deleteFailedJob", {**_QUEUE_OF_JOB,
+                                       "id": "$response.body#/failed_jobs/0/id"}),
+    },
+    ("/queue/{queue_name}/failed/{id}", "get"): {
+        "Retry": ("retryFailedJob", {**_QUEUE_OF_JOB, "id": "$response.body#/id"}),
+        "Delete": ("deleteFailedJob", {**_QUEUE_OF_JOB, "id": "$response.body#/id"}),
+    },
+    ("/queue/{queue_name}/waiting", "get"): {
+        "Job": ("getJob", {**_QUEUE_OF_JOB, "id": "$response.body#/jobs/0/id"}),
+    },
+    ("/queue/{queue_name}/deferred", "get"): {
+        "Job": ("getJob", {**_QUEUE_OF_JOB, "id": "$response.body#/jobs/0/id"}),
+        "Cancel": ("deleteJob", {**_QUEUE_OF_JOB, "id": "$response.body#/jobs/0/id"}),
+    },
+}
+
+
+def _link(paths: dict[str, dict[str, Schema]],
+          links: dict[tuple[str, str], dict[str, tuple[str, dict[str, str]]]]) -> None:
+    for (path, method), named in links.items():
+        paths[path][method]["responses"]["200"]["links"] = {
+            name: {"operationId": operation_id, "parameters": parameters}
+            for name, (operation_id, parameters) in named.items()
+        }
 
 
 def document() -> dict[str, Any]:
