@@ -77,6 +77,9 @@ class ClientScenario:
         self.assertIsInstance(stats, ProcessStats)
         self.assertEqual((stats.pid, stats.version), (daemon.pid, fireworq.__version__))
         self.assertIn("# TYPE fireworq_jobs_pushed_total counter", await self.call(c.metrics))
+        document = await self.call(c.openapi)
+        self.assertEqual((document["openapi"], document["info"]["version"]),
+                         ("3.1.0", fireworq.__version__))
 
     async def test_definitions(self: Any) -> None:
         """When queues and routings are defined, read, listed and deleted, the answers are the

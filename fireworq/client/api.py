@@ -283,6 +283,11 @@ def metrics() -> Call[str]:
     return Call(Request("GET", "/metrics"), _text)
 
 
+def openapi() -> Call[dict[str, Any]]:
+    """``GET /openapi.json``: the OpenAPI 3.1 document of the daemon's API."""
+    return Call(Request("GET", "/openapi.json"), lambda answer: dict(answer.json()))
+
+
 # --- queues -------------------------------------------------------------------------------
 
 

@@ -154,6 +154,7 @@ class Client:
     healthy = _returns(api.healthy)
     ready = _returns(api.ready)
     metrics = _returns(api.metrics)
+    openapi = _returns(api.openapi)
     queues = _returns(api.queues)
     queues_stats = _returns(api.queues_stats)
     queue = _returns(api.queue)
