@@ -205,6 +205,10 @@ def run_schemathesis(base_url: str) -> tuple[list[str], set[str]]:
             {"include-path": "/queue/{queue_name}/failed/retry",
              "checks": {"unsupported_method": {"enabled": False},
                         "allow_header_conformance": {"enabled": False}}},
+            # DELETE here deletes the matching entries of the failure log, not the log: a
+            # GET after it is 200, not the 404 of a deleted resource.
+            {"include-path": "/queue/{queue_name}/failed",
+             "checks": {"use_after_free": {"enabled": False}}},
         ],
     })
     # The document as the daemon serves it. (Loaded with from_url, schemathesis would label
