@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from typing import Any
 
 import requests
 import schemathesis
 from openapi_spec_validator import validate as validate_spec
-from schemathesis.engine import StopReason, events
-from schemathesis.openapi.checks import RejectedPositiveData
+from schemathesis.engine import Status, StopReason, events
 from schemathesis.engine import from_schema as engine_for
+from schemathesis.openapi.checks import RejectedPositiveData
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -190,9 +192,10 @@ def _integral_floats(value: Any) -> bool:
     return False
 
 
-def run_schemathesis(base_url: str) -> tuple[list[str], set[str]]:
+def run_schemathesis(base_url: str, spec: dict[str, Any] | None = None,
+                     ) -> tuple[list[str], set[str]]:
     """Run schemathesis against ``base_url``: the failures it found, and the operations it
-    tested. Blocking: run in a thread."""
+    tested. ``spec`` replaces the document the daemon serves. Blocking: run in a thread."""
     config = schemathesis.Config.from_dict({
         "base-url": base_url,
         "request-timeout": 10,
@@ -213,9 +216,11 @@ def run_schemathesis(base_url: str) -> tuple[list[str], set[str]]:
     })
     # The document as the daemon serves it. (Loaded with from_url, schemathesis would label
     # the run of GET /openapi.json as HEAD's.)
-    served = requests.get(base_url + "/openapi.json", timeout=10)
-    served.raise_for_status()
-    schema = schemathesis.openapi.from_dict(served.json(), config=config)
+    if spec is None:
+        served = requests.get(base_url + "/openapi.json", timeout=10)
+        served.raise_for_status()
+        spec = served.json()
+    schema = schemathesis.openapi.from_dict(spec, config=config)
 
     @schema.hook
     def filter_case(context: Any, case: Any) -> bool:
@@ -237,7 +242,8 @@ def run_schemathesis(base_url: str) -> tuple[list[str], set[str]]:
     tested: set[str] = set()
     for event in engine_for(schema).execute():
         if isinstance(event, events.ScenarioFinished):
-            tested.add(event.recorder.label)
+            if event.status != Status.SKIP:
+                tested.add(event.recorder.label)
             for checks in event.recorder.checks.values():
                 for check in checks:
                     info = check.failure_info
@@ -263,8 +269,8 @@ class LiveTests(TestCase):
         self.addCleanup(self.pool.stop)
 
     async def start(self, *options: str) -> str:
-        directory = self.mktemp()
-        os.makedirs(directory)
+        directory = tempfile.mkdtemp(prefix="fireworq-openapi-")
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         child = Child(self, "daemon", daemon_argv("--bind=127.0.0.1:0", *options),
                       cwd=directory)
         await child.wait_for_text(LISTENING)
@@ -286,7 +292,7 @@ class LiveTests(TestCase):
 
         await eventually(failed, timeout=20, what="three failure-log entries")
 
-    async def check(self, *options: str) -> None:
+    async def check(self, *options: str) -> str:
         base_url = await self.start(*options)
         await self.seed(base_url)
         found, tested = await deferToThreadPool(reactor, self.pool, run_schemathesis, base_url)
@@ -294,10 +300,24 @@ class LiveTests(TestCase):
         expected = {f"{method.upper()} {path}" for path, item in document()["paths"].items()
                     for method in item}
         self.assertEqual(sorted(expected - tested), [])
+        return base_url
 
     async def test_memory(self) -> None:
         """When schemathesis runs against an in-memory daemon, every answer is as documented."""
         await self.check("--driver=in-memory")
+
+    async def test_mismatchFound(self) -> None:
+        """When the document says something the daemon does not do, the run reports it (so
+        the runs above pass because the daemon does what the document says)."""
+        base_url = await self.start("--driver=in-memory")
+        spec = document()
+        spec["components"]["schemas"]["Status"]["properties"]["status"] = {"const": "fine"}
+        spec["paths"] = {"/healthz": spec["paths"]["/healthz"]}
+        found, tested = await deferToThreadPool(
+            reactor, self.pool, run_schemathesis, base_url, spec)
+        self.assertEqual(tested, {"GET /healthz", "HEAD /healthz"})
+        self.assertTrue([f for f in found if f.startswith("response_schema_conformance")],
+                        found)
 
     async def test_sqlite(self) -> None:
         """When schemathesis runs against a sqlite daemon, every answer is as documented."""
