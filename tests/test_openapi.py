@@ -64,6 +64,9 @@ UNSTATED_RULES = (
     "Invalid cursor",  # only a next_cursor is one
     "Invalid job id:",  # digits, as the document says, but at most 9223372036854775807
     "Invalid failure id:",  # the same
+    "Field 'unique_key' must be a string of 1 to 255 bytes",  # bytes, not characters
+    "Invalid Idempotency-Key header:",  # the same
+    "Field 'unique_key' and the Idempotency-Key header differ",  # two must agree
 )
 
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")

@@ -69,8 +69,6 @@ _PUSHED = (
 _STATE_LISTS = {"grabbed": JobState.GRABBED, "waiting": JobState.WAITING,
                 "deferred": JobState.DEFERRED}
 _WHITESPACE = b" \t\r\n"
-#: Most jobs of one batch push (docs/api.md, POST /jobs).
-MAX_BATCH_JOBS = 1000
 IDEMPOTENCY_KEY = b"idempotency-key"
 DUPLICATE_HEADER = b"fireworq-duplicate"
 DUPLICATE_JOBS_HEADER = b"fireworq-duplicate-jobs"
@@ -563,8 +561,8 @@ class FireworqAPI:
         if not isinstance(jobs_member.value, list):
             raise InvalidInput("Field 'jobs' must be an array of job objects")
         count = len(jobs_member.value)
-        if not 1 <= count <= MAX_BATCH_JOBS:
-            raise InvalidInput("Field 'jobs' must hold 1 to %d jobs" % MAX_BATCH_JOBS)
+        if not 1 <= count <= validate.MAX_BATCH_JOBS:
+            raise InvalidInput("Field 'jobs' must hold 1 to %d jobs" % validate.MAX_BATCH_JOBS)
         parsed = []
         for index, element in enumerate(jsontext.array_members(jobs_member.raw)):
             try:

@@ -15,7 +15,7 @@ from typing import Any
 from fireworq import __version__
 from fireworq.api import validate
 from fireworq.api.render import REASONS
-from fireworq.model import MAX_QUEUE_NAME_LENGTH
+from fireworq.model import DEFAULT_UNIQUE_WINDOW, MAX_QUEUE_NAME_LENGTH
 
 Schema = dict[str, Any]
 
@@ -96,6 +96,8 @@ def _schemas() -> dict[str, Schema]:
         "max_burst_size": "throttle bucket size; needs max_dispatches_per_second",
         "failed_job_ttl": "s a failure-log entry is kept; 0: for ever",
         "failed_job_limit": "most failure-log entries kept; 0: no limit",
+        "unique_window": "s a push's unique key is remembered (default %d); 0: not at all"
+                         % DEFAULT_UNIQUE_WINDOW,
     })
     push_members = _ranged(validate.PUSH_RANGES, {
         "run_after": "s before the first attempt",
@@ -148,6 +150,8 @@ def _schemas() -> dict[str, Schema]:
                                           "maximum": rate_greatest},
             **{name: {**queue_members[name], "minimum": 1}
                for name in ("max_burst_size", "failed_job_ttl", "failed_job_limit")},
+            "unique_window": {**queue_members["unique_window"],
+                              "description": "only when not the default"},
             "paused": {"const": True, "description": "only while paused"},
         }, ("name", "max_workers"), "A queue as stored; members left out are not set."),
         "QueueDefinitionInput": _request_object({
@@ -180,8 +184,17 @@ def _schemas() -> dict[str, Schema]:
             "payload": {"type": ["object", "array", "string", "number", "boolean"],
                         "description": "any JSON value: the body sent to the worker"},
             **push_members,
+            "unique_key": {"type": "string", "minLength": 1, "maxLength": 255,
+                           "description": "1 to 255 bytes of UTF-8: makes the push "
+                                          "idempotent"},
             "category": {"type": "string", "description": "ignored: the path names it"},
         }, ("url",)),
+        "JobBatchInput": _request_object({
+            "jobs": {"type": "array", "items": _schema("JobInput"), "minItems": 1,
+                     "maxItems": validate.MAX_BATCH_JOBS},
+        }, ("jobs",)),
+        "PushedJobs": _object({"jobs": {"type": "array", "items": _schema("PushedJob")}},
+                              ("jobs",), "Each job's answer, in the order of the request."),
         "PushedJob": _object({
             "id": job_id,
             "queue_name": string,
@@ -262,6 +275,11 @@ def _parameters() -> dict[str, Schema]:
                              "most recent failure, or most recently pushed, first "
                              "(default failed)"),
         "PrettyPrint": query("pp", {"type": "string"}, "1 or true: indent the answer"),
+        "IdempotencyKey": {
+            "name": "Idempotency-Key", "in": "header",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "description": "1 to 255 bytes of UTF-8: what the unique_key member does",
+        },
     }
 
 
@@ -295,14 +313,18 @@ def _operation(
     body: tuple[str, bool] | None = None,
     store: bool = True,
     media_type: str = "application/json",
+    headers: dict[str, Schema] | None = None,
 ) -> Schema:
-    """One operation: its 200 ``answer`` (a schema), and the errors it can answer."""
+    """One operation: its 200 ``answer`` (a schema) with ``headers``, and the errors it can
+    answer."""
     operation: Schema = {
         "operationId": operation_id,
         "summary": summary,
         "responses": {"200": {"description": "OK",
                               "content": {media_type: {"schema": answer}}}},
     }
+    if headers:
+        operation["responses"]["200"]["headers"] = headers
     if parameters:
         operation["parameters"] = [_parameter(p) for p in parameters]
     if body is not None:
@@ -332,6 +354,9 @@ def _paths() -> dict[str, dict[str, Schema]]:
     text = {"type": "string"}
     queue, job, failed = ("QueueName",), ("QueueName", "JobId"), ("QueueName", "FailureId")
     definition = _schema("QueueDefinition")
+    duplicate = {"description": "true when the push's unique key was seen: it stored nothing "
+                                "and answers the first push's answer",
+                 "schema": {"const": "true"}}
     paths: dict[str, dict[str, Schema]] = {
         "/": {"get": _operation("getRoot", "Daemon name and version", text, store=False,
                                 media_type="text/plain")},
@@ -416,7 +441,18 @@ def _paths() -> dict[str, dict[str, Schema]]:
         },
         "/job/{job_category}": {"post": _operation(
             "pushJob", "Push a job; answered once it is stored", _schema("PushedJob"),
-            parameters=("JobCategory",), body=("JobInput", True))},
+            parameters=("JobCategory", "IdempotencyKey"), body=("JobInput", True),
+            headers={"Fireworq-Duplicate": duplicate})},
+        "/jobs/{job_category}": {"post": _operation(
+            "pushJobs", "Push up to %d jobs, all or none; answered once they are stored"
+            % validate.MAX_BATCH_JOBS, _schema("PushedJobs"), parameters=("JobCategory",),
+            body=("JobBatchInput", True), headers={
+                "Fireworq-Duplicate": duplicate,
+                "Fireworq-Duplicate-Jobs": {
+                    "description": "the indexes of the jobs whose unique key was seen: "
+                                   "they stored nothing (\"0, 3\")",
+                    "schema": {"type": "string"}},
+            })},
     }
     _link(paths, _LINKS)
     for item in paths.values():

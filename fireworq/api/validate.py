@@ -107,6 +107,9 @@ def time_field(members: dict[str, jsontext.Member], name: str) -> int | None:
     return value
 
 
+#: Most jobs of one batch push (docs/api.md, POST /jobs).
+MAX_BATCH_JOBS = 1000
+
 #: Entries a bulk retry or delete takes when the request does not say.
 DEFAULT_BULK_LIMIT = 1000
 MAX_BULK_LIMIT = 10000
