@@ -37,6 +37,7 @@ from apptools import ApiHarness
 from e2e import ApiClient, eventually, reactor
 from proctools import LISTENING, Child, daemon_argv
 
+from fireworq.access import is_public
 from fireworq.api.app import FireworqAPI
 from fireworq.api.openapi import document
 
@@ -135,6 +136,18 @@ class DocumentTests(SynchronousTestCase):
         push = spec["paths"]["/job/{job_category}"]["post"]["responses"]
         self.assertEqual(push["503"], {"$ref": "#/components/responses/StoreUnavailable"})
 
+    def test_publicAsTheDaemon(self) -> None:
+        """When the document says an operation needs no token, the daemon's access check
+        answers it without one, and the others may answer 401 and 403 (docs/api.md,
+        Authentication)."""
+        for path, item in document()["paths"].items():
+            concrete = re.sub(r"\{[^}]*\}", "x", path)
+            for method, operation in item.items():
+                public = is_public(method.upper().encode(), concrete, metrics_public=False)
+                self.assertEqual(operation.get("security") == [], public, (method, path))
+                self.assertEqual("401" in operation["responses"], not public, (method, path))
+                self.assertEqual("403" in operation["responses"], not public, (method, path))
+
     def test_limitsAreTheHandlers(self) -> None:
         """When a request member has a range, it is the range the handler checks."""
         schemas = document()["components"]["schemas"]
@@ -176,6 +189,14 @@ class ServedTests(SynchronousTestCase):
             self.assertEqual(response.status, 405, method)
             self.assertEqual(response.header(b"allow"), b"GET, HEAD")
             self.assertEqual(response.json()["code"], 405)
+
+    def test_withoutToken(self) -> None:
+        """When API tokens are set, the document is still answered without a token (the
+        tools that read it have none)."""
+        node = ApiHarness({"api_tokens": "adm1n-t0ken:admin"})
+        self.addCleanup(node.stop)
+        self.assertEqual(node.get("/openapi.json").status, 200)
+        self.assertEqual(node.get("/queues").status, 401)
 
     def test_accessLog(self) -> None:
         """When the document is asked, the access log has its line."""

@@ -21,6 +21,9 @@ Schema = dict[str, Any]
 
 _ERROR_TEXT = {
     400: "The request is malformed, or a value is invalid or out of range.",
+    401: "API tokens are set and the request has no known token (docs/api.md, "
+         "Authentication).",
+    403: "API tokens are set and the token's scope does not allow the request.",
     404: "No route matches the path, or what the path names does not exist.",
     413: "The request body is larger than FIREWORQ_MAX_REQUEST_BODY (the connection is then "
          "closed); or, with the mysql driver, a pushed job is larger than the MySQL server "
@@ -28,8 +31,9 @@ _ERROR_TEXT = {
     500: "An unexpected fault of the daemon; details are in its error log.",
     503: "The store cannot be reached or does not answer. Retry the request.",
 }
-_RESPONSE_NAMES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed",
-                   413: "TooLarge", 500: "ServerError", 503: "StoreUnavailable"}
+_RESPONSE_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                   405: "MethodNotAllowed", 413: "TooLarge", 500: "ServerError",
+                   503: "StoreUnavailable"}
 
 _INFO = """\
 The HTTP API of fireworq-py, a job queue daemon compatible with Fireworq 1.5. The prose
@@ -40,6 +44,10 @@ headers, no body). Any other method is answered 405 with an `Allow` header listi
 the route takes (the `MethodNotAllowed` response). A body larger than
 FIREWORQ_MAX_REQUEST_BODY is refused with 413 on every route. Every error answer is the JSON
 object `{"code", "error", "message"}`.
+
+With API tokens configured (none by default: the API is then open), every request but those
+to the public paths (/healthz, /readyz, /openapi.json) must carry `Authorization: Bearer
+<token>`, whose scope (read, push, admin) allows it; else 401 or 403.
 """
 
 
@@ -295,6 +303,8 @@ def _responses() -> dict[str, Schema]:
                               "schema": {"type": "string"}}},
         "content": error,
     }
+    responses["Unauthorized"]["headers"] = {
+        "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
     responses["StoreUnavailable"]["headers"] = {
         "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}}
     return responses
@@ -314,6 +324,7 @@ def _operation(
     store: bool = True,
     media_type: str = "application/json",
     headers: dict[str, Schema] | None = None,
+    public: bool = False,
 ) -> Schema:
     """One operation: its 200 ``answer`` (a schema) with ``headers``, and the errors it can
     answer."""
@@ -335,7 +346,10 @@ def _operation(
                                                 "; none, or only whitespace, is {}"),
             "content": {"application/json": {"schema": _schema(name)}},
         }
-    for code in (400, 404, 413, 500) + ((503,) if store else ()):
+    if public:
+        operation["security"] = []  # answered without a token (docs/api.md, Authentication)
+    codes = (400,) + ((401, 403) if not public else ()) + (404, 413, 500)
+    for code in codes + ((503,) if store else ()):
         operation["responses"][str(code)] = {
             "$ref": "#/components/responses/" + _RESPONSE_NAMES[code]}
     return operation
@@ -367,13 +381,13 @@ def _paths() -> dict[str, dict[str, Schema]]:
         "/stats": {"get": _operation("getStats", "Process statistics", _schema("ProcessStats"),
                                      parameters=("PrettyPrint",), store=False)},
         "/healthz": {"get": _operation("getHealth", "Liveness", _schema("Status"),
-                                       store=False)},
+                                       store=False, public=True)},
         "/readyz": {"get": _operation("getReadiness", "Readiness: the store answers",
-                                      _schema("Status"))},
+                                      _schema("Status"), public=True)},
         "/metrics": {"get": _operation("getMetrics", "Prometheus metrics (text format 0.0.4)",
                                        text, store=False, media_type="text/plain")},
         "/openapi.json": {"get": _operation("getOpenAPI", "This document",
-                                            {"type": "object"}, store=False)},
+                                            {"type": "object"}, store=False, public=True)},
         "/queues": {"get": _operation("listQueues", "All queue definitions",
                                       {"type": "array", "items": definition})},
         "/queues/stats": {"get": _operation(
@@ -533,7 +547,13 @@ def document() -> dict[str, Any]:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "paths": _paths(),
+        # A token is needed only when tokens are configured: none, or a bearer token.
+        "security": [{}, {"apiToken": []}],
         "components": {
+            "securitySchemes": {"apiToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "An API token (FIREWORQ_API_TOKENS); its scope is read, push "
+                               "or admin"}},
             "schemas": _schemas(),
             "parameters": _parameters(),
             "responses": _responses(),
