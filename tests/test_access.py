@@ -22,7 +22,7 @@ from fireworq.errors import ConfigError
 
 TOKENS = "r3ad-t0ken:read,pu5h-t0ken:push,adm1n-t0ken:admin"
 SCOPE_TOKENS = {"read": "r3ad-t0ken", "push": "pu5h-t0ken", "admin": "adm1n-t0ken"}
-PUBLIC = {"/healthz", "/readyz"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
 URL = "http://worker.internal:8000/send"
 
 
@@ -213,11 +213,11 @@ class TokenTests(SynchronousTestCase):
         self.assertEqual(self.node.get("/%ff", token=SCOPE_TOKENS["read"]).status, 400)
 
     def test_publicPaths(self) -> None:
-        """/healthz, /readyz, /openapi.json and /console/... need no token (this build has no
-        /openapi.json: 404, not 401; the console's files are served: docs/console.md)."""
+        """/healthz, /readyz, /openapi.json and /console/... need no token (the console's
+        files are served: docs/console.md)."""
         self.assertEqual(self.node.get("/healthz").status, 200)
         self.assertEqual(self.node.get("/readyz").status, 200)
-        self.assertEqual(self.node.get("/openapi.json").status, 404)
+        self.assertEqual(self.node.get("/openapi.json").status, 200)
         self.assertEqual(self.node.get("/console").status, 301)
         for path in ("/console/", "/console/app.js"):
             self.assertEqual(self.node.get(path).status, 200, path)
