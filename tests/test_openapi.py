@@ -68,6 +68,14 @@ UNSTATED_RULES = (
     "Field 'unique_key' must be a string of 1 to 255 bytes",  # bytes, not characters
     "Invalid Idempotency-Key header:",  # the same
     "Field 'unique_key' and the Idempotency-Key header differ",  # two must agree
+    "Header not allowed in ",  # hop-by-hop, framing, Fireworq-* and webhook-* names
+    "Header given twice in ",  # names differing only in case
+    " has a control character ",  # header values
+    " bytes (at header ",  # 8 KiB of names and values in all
+    " has a value that is not valid Unicode",  # lone surrogates
+    "Invalid secret ",  # the base64 of 24 to 64 bytes
+    "has the same secret twice",
+    "has more redacted secrets than the queue has stored",  # depends on what is stored
 )
 
 _CONVERTER = re.compile(r"<(?:(\w+)(?:\(([^)]*)\))?:)?(\w+)>")

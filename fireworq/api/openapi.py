@@ -15,7 +15,14 @@ from typing import Any
 from fireworq import __version__
 from fireworq.api import validate
 from fireworq.api.render import REASONS
-from fireworq.model import DEFAULT_UNIQUE_WINDOW, MAX_QUEUE_NAME_LENGTH
+from fireworq.delivery import policy
+from fireworq.model import (
+    BACKOFFS,
+    DEFAULT_UNIQUE_WINDOW,
+    MAX_QUEUE_NAME_LENGTH,
+    MAX_RETRY_DELAY,
+    RESULT_MODES,
+)
 
 Schema = dict[str, Any]
 
@@ -113,6 +120,36 @@ def _schemas() -> dict[str, Schema]:
         "retry_delay": "s between a failed attempt and its retry",
         "timeout": "s for one worker exchange; 0: no limit",
     })
+    # The delivery policy (docs/api.md, Delivery policy): queue members, and job members that
+    # win over the queue's. Header names and values, and secrets, have rules of their own
+    # beyond these schemas (tests/test_openapi.py, UNSTATED_RULES).
+    header_values = {"type": "object", "maxProperties": policy.MAX_HEADERS,
+                     "propertyNames": {"pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"},
+                     "additionalProperties": {"type": "string"},
+                     "description": "headers added to each delivery, at most %d and %d bytes; "
+                                    "not hop-by-hop, framing, Fireworq-* or webhook-* names"
+                                    % (policy.MAX_HEADERS, policy.MAX_HEADER_BYTES)}
+    policy_members: dict[str, Schema] = {
+        "retry_backoff": {"type": "string", "enum": list(BACKOFFS),
+                          "description": "how the wait before a retry grows"},
+        "retry_max_delay": _integer(0, MAX_RETRY_DELAY, "longest wait before a retry, s; "
+                                                        "0: no cap"),
+        "retry_jitter": {"type": "boolean", "description": "a random wait up to the computed "
+                                                           "one (full jitter)"},
+        "headers": header_values,
+    }
+    queue_policy_members: dict[str, Schema] = {
+        **policy_members,
+        "result_mode": {"type": "string", "enum": list(RESULT_MODES),
+                        "description": "how a worker's answer is read"},
+        "signing_secrets": {"type": "array", "minItems": policy.MIN_SECRETS,
+                            "maxItems": policy.MAX_SECRETS,
+                            "items": {"type": "string", "pattern": "^whsec_"},
+                            "description": "Standard Webhooks secrets: 'whsec_' and the base64 "
+                                           "of %d to %d bytes; %r keeps a stored one"
+                                           % (policy.MIN_SECRET_BYTES, policy.MAX_SECRET_BYTES,
+                                              policy.REDACTED_SECRET)},
+    }
     job_id = {"type": "integer", "minimum": 1}
     stats_members = ("total_pushes total_pops total_successes total_failures "
                      "total_permanent_failures total_completes total_elapsed "
@@ -160,6 +197,15 @@ def _schemas() -> dict[str, Schema]:
                for name in ("max_burst_size", "failed_job_ttl", "failed_job_limit")},
             "unique_window": {**queue_members["unique_window"],
                               "description": "only when not the default"},
+            "retry_backoff": {"const": "exponential", "description": "only when set"},
+            "retry_max_delay": {**queue_policy_members["retry_max_delay"], "minimum": 1},
+            "retry_jitter": {"const": True, "description": "only when set"},
+            "headers": {**header_values, "minProperties": 1},
+            "result_mode": {"const": "webhook", "description": "only when set"},
+            "signing_secrets": {"type": "array", "minItems": policy.MIN_SECRETS,
+                                "maxItems": policy.MAX_SECRETS,
+                                "items": {"const": policy.REDACTED_SECRET},
+                                "description": "never shown: one redacted entry a secret"},
             "paused": {"const": True, "description": "only while paused"},
         }, ("name", "max_workers"), "A queue as stored; members left out are not set."),
         "QueueDefinitionInput": _request_object({
@@ -168,6 +214,7 @@ def _schemas() -> dict[str, Schema]:
                 "type": "number", "minimum": rate_least, "maximum": rate_greatest,
                 "description": "throttle rate; needs max_burst_size; 0: no throttle"},
             **queue_members,
+            **queue_policy_members,
         }),
         "QueueStats": _object(
             {**{name: count for name in stats_members},
@@ -195,6 +242,7 @@ def _schemas() -> dict[str, Schema]:
             "unique_key": {"type": "string", "minLength": 1, "maxLength": 255,
                            "description": "1 to 255 bytes of UTF-8: makes the push "
                                           "idempotent"},
+            **policy_members,
             "category": {"type": "string", "description": "ignored: the path names it"},
         }, ("url",)),
         "JobBatchInput": _request_object({
