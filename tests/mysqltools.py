@@ -109,3 +109,18 @@ def execute(database: str, statement: str, args: Any = None) -> list[tuple[Any, 
             return list(cursor.fetchall())
     finally:
         connection.close()
+
+
+def hold_server_globals(case: Any, timeout: int = 900) -> None:
+    """Make ``case`` the only test, across every test run on this server, that changes or
+    counts on global server variables (``max_allowed_packet``), until its cleanup: CI runs
+    the suite on two Pythons at once against one server. The lock is the connection's, so
+    closing it (or the process ending) releases it."""
+    connection = _connect(server_dsn())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK('fireworq_tests_server_globals', %s)", (timeout,))
+        [(taken,)] = cursor.fetchall()
+    if taken != 1:
+        connection.close()
+        raise AssertionError("the server's global variables stayed locked for %d s" % timeout)
+    case.addCleanup(connection.close)

@@ -66,6 +66,7 @@ class StoreTests(TestCase):
     """L{MySQLStore.push} on a database of its own."""
 
     def setUp(self) -> None:
+        mysqltools.hold_server_globals(self)
         self.database = mysqltools.create_database("fwpush")
         self.addCleanup(mysqltools.drop_database, self.database)
 
@@ -184,6 +185,7 @@ class DaemonTests(TestCase):
     """The daemon on a database of its own."""
 
     def setUp(self) -> None:
+        mysqltools.hold_server_globals(self)
         self.database = mysqltools.create_database("fwpushd")
         self.addCleanup(mysqltools.drop_database, self.database)
 
