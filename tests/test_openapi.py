@@ -113,6 +113,17 @@ class DocumentTests(SynchronousTestCase):
         the document has no other: a route added without its entry fails here."""
         self.assertEqual(sorted(document_routes(document())), sorted(app_routes()))
 
+    def test_nullIsAbsent(self) -> None:
+        """When a request member may be null (the daemon reads null as absent), a member with
+        a list of allowed values allows null too: schemathesis once sent
+        {"retry_backoff": null}, which the daemon rightly accepted and the document refused."""
+        schemas = document()["components"]["schemas"]
+        for name in ("QueueDefinitionInput", "JobInput", "FailedFilter", "RetryInput"):
+            for member, schema in schemas[name]["properties"].items():
+                if "null" in schema.get("type", ()) and "enum" in schema:
+                    self.assertIn(None, schema["enum"], f"{name}.{member}")
+        self.assertIn(None, schemas["QueueDefinitionInput"]["properties"]["result_mode"]["enum"])
+
     def test_routeTableRead(self) -> None:
         """When the route table is read, variables become {} and any(...) one route per word
         (so the test above compares like with like)."""

@@ -70,7 +70,10 @@ def _integer(least: int, greatest: int, description: str) -> Schema:
 def _nullable(schema: Schema) -> Schema:
     """A request member: ``null`` counts as absent (docs/api.md, Requests)."""
     kinds = schema["type"]
-    return {**schema, "type": [*(kinds if isinstance(kinds, list) else [kinds]), "null"]}
+    nullable = {**schema, "type": [*(kinds if isinstance(kinds, list) else [kinds]), "null"]}
+    if "enum" in schema:
+        nullable["enum"] = [*schema["enum"], None]
+    return nullable
 
 
 def _object(properties: dict[str, Schema], required: tuple[str, ...] = (),
