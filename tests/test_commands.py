@@ -127,20 +127,27 @@ class CommandTests(TestCase):
                             "Host: x", status=1)
         self.assertIn("Header not allowed in 'headers': Host", self.err)
 
-    async def test_failure_log(self) -> None:
-        """When jobs have failed, ``failed`` lists them, filters them and deletes those the
-        filters select; deleting the whole log needs --all."""
-        await self.start()
+    async def four_failed_jobs(self) -> None:
+        """Queue mail gets two failing jobs of each of categories a and b; returns once they
+        are in its failure log."""
         await self.daemon.api.put_queue("mail", max_workers=4)
         for category in ("a", "b"):
             await self.daemon.api.put_routing(category, "mail")
             for n in range(2):
                 await self.daemon.api.push_ok(category, self.worker.url(),
                                               json.dumps({"fail": True, "n": n}))
+        await self.four_in_failure_log()
 
+    async def four_in_failure_log(self) -> None:
         async def four_failed() -> bool:
             return len(await self.json("failed", "mail")) == 4
         await eventually(four_failed, what="4 failure-log entries")
+
+    async def test_failure_log(self) -> None:
+        """When jobs have failed, ``failed`` lists them, filters them and deletes those the
+        filters select; deleting the whole log needs --all."""
+        await self.start()
+        await self.four_failed_jobs()
         out = await self.fireworq("failed", "mail", "--category", "a")
         self.assertEqual(out.count("failure 500 asked to fail"), 2)
         self.assertEqual(len(await self.json("failed", "mail", "--limit", "3")), 3)
@@ -160,16 +167,7 @@ class CommandTests(TestCase):
         """When a queue is paused from the command line, failed jobs retried with --retry wait
         in it (a filter or --all is needed), and are delivered once it is resumed."""
         await self.start()
-        await self.daemon.api.put_queue("mail", max_workers=4)
-        for category in ("a", "b"):
-            await self.daemon.api.put_routing(category, "mail")
-            for n in range(2):
-                await self.daemon.api.push_ok(category, self.worker.url(),
-                                              json.dumps({"fail": True, "n": n}))
-
-        async def four_failed() -> bool:
-            return len(await self.json("failed", "mail")) == 4
-        await eventually(four_failed, what="4 failure-log entries")
+        await self.four_failed_jobs()
         self.assertEqual((await self.json("queue", "mail", "--pause"))["paused"], True)
         self.assertIn("paused            true", await self.fireworq("queue", "mail"))
         await self.fireworq("failed", "mail", "--retry", status=2)
@@ -182,7 +180,7 @@ class CommandTests(TestCase):
         self.assertEqual(await self.fireworq("failed", "mail"), "(none)\n")
         self.assertEqual(len(await self.json("jobs", "mail", "--state", "waiting")), 4)
         self.assertNotIn("paused", await self.json("queue", "mail", "--resume"))
-        await eventually(four_failed, what="the retried jobs to fail again")
+        await self.four_in_failure_log()
 
     async def test_errors(self) -> None:
         """When the daemon answers an error the command prints it and exits 1; when nothing
