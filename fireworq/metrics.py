@@ -8,7 +8,7 @@ collector. Store-backed gauges come from the last reading of the store's counts,
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -18,7 +18,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from fireworq.dispatch.dispatcher import QueueDispatcher
+from fireworq.dispatch.stats import QueueSnapshot
 from fireworq.model import StateCounts
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -28,14 +28,15 @@ class _Snapshot:
     """A one-scrape collector over the dispatchers and the store counts."""
 
     def __init__(
-        self, dispatchers: Mapping[str, QueueDispatcher],
+        self, snapshots: Mapping[str, QueueSnapshot], tables: Mapping[str, str],
         counts: Mapping[str, StateCounts] | None,
     ) -> None:
-        self._dispatchers = dispatchers
+        self._snapshots = snapshots
+        self._tables = tables
         self._counts = counts
 
     def collect(self) -> Iterable[Metric]:
-        queues = sorted(self._dispatchers.items())
+        queues = sorted(self._snapshots.items())
         pushed = CounterMetricFamily(
             "fireworq_jobs_pushed", "Jobs accepted by pushes to this node.", labels=["queue"])
         popped = CounterMetricFamily(
@@ -76,8 +77,7 @@ class _Snapshot:
             "fireworq_duplicate_pushes",
             "Pushes through this node that found their unique key: nothing was stored.",
             labels=["queue"])
-        for name, dispatcher in queues:
-            stats = dispatcher.snapshot()
+        for name, stats in queues:
             pushed.add_metric([name], stats.total_pushes)
             popped.add_metric([name], stats.total_pops)
             worker_failures = stats.worker_failure_outcomes
@@ -98,7 +98,7 @@ class _Snapshot:
             keys_pruned.add_metric([name], stats.unique_keys_pruned)
             duplicates.add_metric([name], stats.duplicate_pushes)
             if self._counts is not None:
-                counts = self._counts.get(dispatcher.table, StateCounts())
+                counts = self._counts.get(self._tables.get(name, ""), StateCounts())
                 jobs.add_metric([name, "waiting"], counts.waiting)
                 jobs.add_metric([name, "deferred"], counts.deferred)
                 jobs.add_metric([name, "grabbed"], counts.grabbed)
@@ -115,11 +115,53 @@ class _Snapshot:
         return families
 
 
+def process_figures() -> dict[str, float]:
+    """This process's samples of prometheus-client's process collector, by name."""
+    return {sample.name: float(sample.value)
+            for family in ProcessCollector(registry=None).collect()
+            for sample in family.samples}
+
+
+def node_process_figures(parts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The process figures of a node of several processes (``--processes``): CPU time,
+    memory and open files add up; it started when its first process did; the limit of open
+    files is each process's own (the first part's: this process's)."""
+    merged = dict(parts[0])
+    for part in parts[1:]:
+        for name, value in part.items():
+            if name not in merged:
+                continue
+            if name == "process_start_time_seconds":
+                merged[name] = min(merged[name], value)
+            elif name != "process_max_fds":
+                merged[name] += value
+    return merged
+
+
+class _NodeProcess:
+    """prometheus-client's process collector with the node's figures in its samples."""
+
+    def __init__(self, figures: Mapping[str, float]) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterable[Metric]:
+        for family in ProcessCollector(registry=None).collect():
+            node = Metric(family.name, family.documentation, family.type)
+            for sample in family.samples:
+                node.add_sample(sample.name, sample.labels,
+                                self._figures.get(sample.name, sample.value))
+            yield node
+
+
 def render_metrics(
-    dispatchers: Mapping[str, QueueDispatcher], counts: Mapping[str, StateCounts] | None
+    snapshots: Mapping[str, QueueSnapshot], tables: Mapping[str, str],
+    counts: Mapping[str, StateCounts] | None,
+    process: Mapping[str, float] | None = None,
 ) -> bytes:
+    """``snapshots`` and ``tables`` (each queue's job table) by queue name; ``process``:
+    the node's process figures (``node_process_figures``), this process's when not given."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(dispatchers, counts))
-    ProcessCollector(registry=registry)
+    registry.register(_Snapshot(snapshots, tables, counts))
+    registry.register(_NodeProcess(process or {}))
     output: bytes = generate_latest(registry)
     return output

@@ -25,11 +25,12 @@ from typing import Any, Callable, Mapping, Sequence
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IDelayedCall, IListeningPort
-from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
+from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from fireworq.config import SPECS, Config
+from fireworq.peers import PEERS_ENV
 
 log = Logger()
 
@@ -112,10 +113,12 @@ class _Child(ProcessProtocol):
 class ChildProcesses:
     """The parent's N - 1 children: started, restarted when they die, stopped."""
 
-    def __init__(self, reactor: Any, config: Config, count: int, wake_group: str,
+    def __init__(self, reactor: Any, config: Config, count: int,
+                 peers_environment: Callable[[int], str],
                  argv_prefix: Sequence[str] | None = None) -> None:
         self._reactor = reactor
-        self._wake_group = wake_group
+        #: ``FIREWORQ_PEERS`` of the child in a slot (``fireworq.peers``).
+        self._peers_environment = peers_environment
         self._config = config
         self._count = count
         self._argv_prefix = list(argv_prefix or [
@@ -145,7 +148,7 @@ class ChildProcesses:
         environ = dict(os.environ)
         environ.update(secrets)
         environ[CHILD_ENV] = str(os.getpid())
-        environ[WAKE_ENV] = "%s:%d:%d" % (self._wake_group, slot, self._count)
+        environ[PEERS_ENV] = self._peers_environment(slot)
         environ["SERVER_STARTER_PORT"] = ";".join(
             "%s=%d" % (name, fd) for name, fd in self._descriptors)
         for variable in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
@@ -200,77 +203,3 @@ class ChildProcesses:
             await child.ended
             if timer.active():
                 timer.cancel()
-
-
-#: Set in a child's environment: ``<group>:<slot>:<count>`` of its wake-up socket.
-WAKE_ENV = "FIREWORQ_WAKE"
-
-
-def wake_address(group: str, slot: int) -> str:
-    """The wake-up socket of process ``slot`` of a node: a Linux abstract UNIX socket
-    name, so that nothing is left in the file system however the processes end."""
-    return "\0fireworq-wake-%s-%d" % (group, slot)
-
-
-class WakeChannel(DatagramProtocol):
-    """Wake-ups between the processes of one node: a push stored by a process that does not
-    dispatch its queue tells the others (one datagram per process and reactor turn, the
-    names of the queues), and the one dispatching it grabs at once instead of at its next
-    poll. Process ``slot`` of ``count`` listens on ``wake_address(group, slot)``; a lost
-    datagram only delays the jobs until the poll."""
-
-    def __init__(self, reactor: Any, group: str, slot: int, count: int,
-                 on_wake: Callable[[str], None]) -> None:
-        self._reactor = reactor
-        self.group = group
-        self._slot = slot
-        self._count = count
-        self._on_wake = on_wake
-        self._pending: set[str] = set()
-        self._flush_call: IDelayedCall | None = None
-        self._port: Any = None
-
-    @classmethod
-    def from_environment(cls, reactor: Any, environ: Mapping[str, str],
-                         on_wake: Callable[[str], None]) -> WakeChannel | None:
-        group, _, rest = environ.get(WAKE_ENV, "").partition(":")
-        slot, _, count = rest.partition(":")
-        if not group or not slot.isdigit() or not count.isdigit():
-            return None
-        return cls(reactor, group, int(slot), int(count), on_wake)
-
-    def start(self) -> None:
-        self._port = self._reactor.listenUNIXDatagram(wake_address(self.group, self._slot), self)
-
-    def wake_elsewhere(self, queue_name: str) -> None:
-        self._pending.add(queue_name)
-        if self._flush_call is None:
-            self._flush_call = self._reactor.callLater(0, self._flush)
-
-    def _flush(self) -> None:
-        self._flush_call = None
-        data = "\n".join(sorted(self._pending)).encode("utf-8")
-        self._pending.clear()
-        if self.transport is None:
-            return
-        for slot in range(self._count):
-            if slot != self._slot:
-                try:
-                    self.transport.write(data, wake_address(self.group, slot))  # type: ignore[arg-type]
-                except Exception:  # that process is being restarted, or its socket is full
-                    pass
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        for name in datagram.decode("utf-8", "replace").split("\n"):
-            if name:
-                self._on_wake(name)
-
-    async def stop(self) -> None:
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        if self._port is not None:
-            stopped = self._port.stopListening()
-            self._port = None
-            if stopped is not None:
-                await stopped

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.dispatch.batching import Batch, TurnBatcher
 from fireworq.dispatch.dispatcher import Deliverer, QueueDispatcher
-from fireworq.dispatch.stats import QueueStats
+from fireworq.dispatch.stats import QueueSnapshot, QueueStats
 from fireworq.errors import InvalidInput, NotFound, NotStored, OutcomeUnknown, StoreUnavailable
 from fireworq.logs import QueueLog
 from fireworq.model import (
@@ -179,6 +179,10 @@ class QueueManager:
         self._due.cancel()
 
     # Definitions
+
+    def snapshots(self) -> dict[str, QueueSnapshot]:
+        """Each queue's figures in this process."""
+        return {name: d.snapshot() for name, d in self.dispatchers.items()}
 
     def definition(self, name: str) -> QueueDefinition | None:
         dispatcher = self.dispatchers.get(name)

@@ -43,7 +43,9 @@ from fireworq.lifecycle import (
     tune_garbage_collector,
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
-from fireworq.processes import ChildProcesses, WakeChannel, become_child
+from fireworq.nodewide import NodeFigures, WakeOthers
+from fireworq.peers import PeerLink
+from fireworq.processes import ChildProcesses, become_child
 from fireworq.queues import QueueDefaults, QueueManager
 from fireworq.startup import (
     LoggingRefused,
@@ -107,20 +109,19 @@ class FireworqService(Service):
             self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
         )
         #: With ``processes`` > 1, this is the parent (slot 0): it starts the others once
-        #: listening. Every process of such a node has a wake channel.
+        #: listening. Every process of such a node has a peer link to the others.
         self.children: ChildProcesses | None = None
-        self._wake: WakeChannel | None = None
-
-        def wake(name: str) -> None:
-            self.manager.wake(name)
-
+        self._peers: PeerLink | None = None
         if config.processes > 1:
-            group = secrets.token_hex(8)
-            self._wake = WakeChannel(reactor, group, 0, config.processes, wake)
-            self.children = ChildProcesses(reactor, config, config.processes, group)
+            self._peers = PeerLink(reactor, secrets.token_hex(8), 0, config.processes)
+            self.children = ChildProcesses(reactor, config, config.processes,
+                                           self._peers.environment_for)
         else:
-            self._wake = WakeChannel.from_environment(reactor, os.environ, wake)
+            self._peers = PeerLink.from_environment(reactor, os.environ)
+        self._wake = (None if self._peers is None else
+                      WakeOthers(reactor, self._peers, lambda name: self.manager.wake(name)))
         self.manager = self._manager(self.store, self.ownership)
+        self._figures = NodeFigures(self._peers, self.manager.snapshots)
         self._started_at = reactor.seconds()
         self._api = self._api_resource(self.store, self.manager, self.ownership)
         #: Why the store cannot be opened yet, while the daemon waits for its database.
@@ -162,6 +163,7 @@ class FireworqService(Service):
             access=AccessCheck(self.config.all_api_tokens,
                                metrics_public=self.config.metrics_public),
             destinations=self.config.destinations,
+            figures=self._figures if manager is self.manager else None,
         ).resource()
 
     def setServiceParent(self, parent: Any) -> None:
@@ -186,8 +188,8 @@ class FireworqService(Service):
         self._started.addErrback(self._start_failed)
 
     async def _start(self) -> None:
-        if self._wake is not None:
-            self._wake.start()
+        if self._peers is not None:
+            self._peers.start()
         await self._open_store()
         await self.manager.start()
         if self.ports:  # listening since the database was found away
@@ -289,7 +291,9 @@ class FireworqService(Service):
         if children is not None:
             await children
         if self._wake is not None:
-            await self._wake.stop()
+            self._wake.stop()
+        if self._peers is not None:
+            await self._peers.stop()
         self._queue_writer.close()
         self._access_writer.close()
         self._remove_pid_file()

@@ -153,6 +153,46 @@ class _ProcessesTests:
         await worker.wait_for(60, timeout=60)
         await self.daemon.stop()
 
+    async def test_stats_and_metrics_are_node_wide(self) -> None:
+        """Whichever process a connection lands on, the stats and ``/metrics`` count the
+        pushes and deliveries of every process, and the node's worker slots once."""
+        case: Any = self
+        worker = await Worker.start(case, always(success()))
+        os.kill(self.daemon.pid, signal.SIGSTOP)  # the children alone store these
+        try:
+            first = await self.push_many(worker.url(), 30)
+        finally:
+            os.kill(self.daemon.pid, signal.SIGCONT)
+        rest = await self.push_many(worker.url(), 60, first=30)
+        case.assertEqual(len(first | rest), 90)
+        await worker.wait_for(90, timeout=60)
+        expected = {"total_pushes": 90, "total_pops": 90, "total_successes": 90,
+                    "total_completes": 90, "total_failures": 0, "total_workers": 10,
+                    "idle_workers": 10, "active_nodes": 1}
+
+        async def every_answer_node_wide() -> bool:
+            # Each request on a new connection: over several, more than one process answers.
+            for _ in range(3 * PROCESSES):
+                stats = await self.daemon.api.stats(QUEUE)
+                if {k: stats[k] for k in expected} != expected:
+                    return False
+                listed = await self.daemon.api.ok("GET", "/queues/stats")
+                if {k: listed[QUEUE][k] for k in expected} != expected:
+                    return False
+            return True
+
+        await eventually(every_answer_node_wide, 20, 0.2, "node-wide stats from every process")
+        for _ in range(2 * PROCESSES):
+            metrics = (await self.daemon.api.request("GET", "/metrics")).body.decode()
+            case.assertIn('fireworq_jobs_pushed_total{queue="%s"} 90.0' % QUEUE, metrics)
+            case.assertIn('fireworq_jobs_completed_total{outcome="success",queue="%s"} 90.0'
+                          % QUEUE, metrics)
+            case.assertIn('fireworq_queue_workers{queue="%s",state="total"} 10.0' % QUEUE,
+                          metrics)
+            case.assertIn('fireworq_delivery_duration_seconds_count{queue="%s"} 90.0' % QUEUE,
+                          metrics)
+        await self.daemon.stop()
+
     async def _listening_lines(self, count: int) -> bool:
         """At least ``count`` processes of the current run said they listen."""
         return self.daemon.stderr(self.daemon.runs).count("fireworq listening on") >= count

@@ -33,6 +33,7 @@ from fireworq.errors import InvalidInput, JobTooLarge, NotFound, StoreUnavailabl
 from fireworq.failures import FailureLog
 from fireworq.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fireworq.metrics import render_metrics
+from fireworq.nodewide import NodeFigures
 from fireworq.delivery.policy import REDACTED_SECRET, check_secrets
 from fireworq.model import (
     BACKOFF_FIXED,
@@ -187,8 +188,11 @@ class FireworqAPI:
         started_at: float,
         access: AccessCheck | None = None,
         destinations: DestinationPolicy | None = None,
+        figures: NodeFigures | None = None,
     ) -> None:
         self._clock = clock
+        #: Each queue's figures for the node (all its processes).
+        self._figures = figures or NodeFigures(None, manager.snapshots)
         self._access = access or AccessCheck(())
         self._destinations = destinations or DestinationPolicy()
         self._store = store
@@ -271,9 +275,11 @@ class FireworqAPI:
 
     @app.route("/metrics", methods=["GET"])
     async def metrics(self, request: IRequest) -> bytes:
-        dispatchers = dict(self._manager.dispatchers)
-        counts = await self._store_counts.read([d.table for d in dispatchers.values()])
-        return respond(request, 200, render_metrics(dispatchers, counts), METRICS_CONTENT_TYPE)
+        tables = {name: d.table for name, d in self._manager.dispatchers.items()}
+        snapshots, process = await self._figures.with_process()
+        counts = await self._store_counts.read(list(tables.values()))
+        return respond(request, 200, render_metrics(snapshots, tables, counts, process),
+                       METRICS_CONTENT_TYPE)
 
     @app.route("/openapi.json", methods=["GET"])
     def openapi_document(self, request: IRequest) -> bytes:
@@ -290,12 +296,11 @@ class FireworqAPI:
         return respond_json(request, [render.queue_definition(d) for d in definitions])
 
     @app.route("/queues/stats", methods=["GET"])
-    def queues_stats(self, request: IRequest) -> bytes:
-        dispatchers = self._manager.dispatchers
-        names = sorted(dispatchers, key=lambda name: name.encode("utf-8", "surrogatepass"))
+    async def queues_stats(self, request: IRequest) -> bytes:
+        snapshots = await self._figures.snapshots()
+        names = sorted(snapshots, key=lambda name: name.encode("utf-8", "surrogatepass"))
         return respond_json(
-            request, {name: render.queue_stats(dispatchers[name].snapshot()) for name in names}
-        )
+            request, {name: render.queue_stats(snapshots[name]) for name in names})
 
     @app.route("/queue/<queue_name>", methods=["GET"])
     async def get_queue(self, request: IRequest, queue_name: str) -> bytes:
@@ -392,10 +397,13 @@ class FireworqAPI:
         return respond_json(request, answer)
 
     @app.route("/queue/<queue_name>/stats", methods=["GET"])
-    def queue_stats(self, request: IRequest, queue_name: str) -> bytes:
+    async def queue_stats(self, request: IRequest, queue_name: str) -> bytes:
         self._known(queue_name)
-        return respond_json(
-            request, render.queue_stats(self._manager.dispatchers[queue_name].snapshot()))
+        snapshots = await self._figures.snapshots()
+        snapshot = snapshots.get(queue_name)
+        if snapshot is None:  # deleted meanwhile
+            raise NotFound("No such queue: %s" % queue_name)
+        return respond_json(request, render.queue_stats(snapshot))
 
     @app.route("/queue/<queue_name>/<any(grabbed,waiting,deferred):state>", methods=["GET"])
     async def jobs(self, request: IRequest, queue_name: str, state: str) -> bytes:

@@ -175,3 +175,46 @@ class QueueStats:
             unique_keys_pruned=self.unique_keys_pruned,
             duplicate_pushes=self.duplicate_pushes,
         )
+
+
+def snapshot_to_json(snapshot: QueueSnapshot) -> dict[str, object]:
+    """A snapshot as JSON, for another process of the node (``snapshot_from_json``)."""
+    return attrs.asdict(snapshot, recurse=True)
+
+
+def snapshot_from_json(value: dict[str, object]) -> QueueSnapshot:
+    fields = dict(value)
+    for name in ("delivery_seconds", "latency_seconds"):
+        histogram: dict[str, object] = fields[name]  # type: ignore[assignment]
+        buckets: list[list[object]] = histogram["buckets"]  # type: ignore[assignment]
+        fields[name] = HistogramSnapshot(
+            tuple((str(label), int(count)) for label, count in buckets),  # type: ignore[call-overload]
+            float(histogram["total"]))  # type: ignore[arg-type]
+    return QueueSnapshot(**fields)  # type: ignore[arg-type]
+
+
+def _merge_histograms(histograms: Sequence[HistogramSnapshot]) -> HistogramSnapshot:
+    first = histograms[0]
+    if any(len(h.buckets) != len(first.buckets) for h in histograms):
+        return first  # another version's buckets: not summable
+    buckets = tuple((label, sum(h.buckets[i][1] for h in histograms))
+                    for i, (label, _) in enumerate(first.buckets))
+    return HistogramSnapshot(buckets, sum(h.total for h in histograms))
+
+
+def merge_snapshots(snapshots: Sequence[QueueSnapshot]) -> QueueSnapshot:
+    """One queue's figures for the node from those of each of its processes
+    (``--processes``): counters, rates and slots add up; a queue is active on the node when
+    one of its processes dispatches it."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    summed: dict[str, object] = {}
+    for field in attrs.fields(QueueSnapshot):
+        values = [getattr(s, field.name) for s in snapshots]
+        if field.name in ("delivery_seconds", "latency_seconds"):
+            summed[field.name] = _merge_histograms(values)
+        elif field.type in (bool, "bool"):
+            summed[field.name] = any(values)
+        else:
+            summed[field.name] = sum(values)
+    return QueueSnapshot(**summed)  # type: ignore[arg-type]

@@ -1,0 +1,122 @@
+"""What the processes of one node (``--processes N``) tell each other over their peer link
+(``fireworq.peers``): wake-ups of the process dispatching a queue, and the figures behind
+the statistics and ``/metrics``, which answer for the whole node whichever process the
+connection landed on (docs/performance.md, "More than one core")."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import DeferredList
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from fireworq.dispatch.stats import (
+    QueueSnapshot,
+    merge_snapshots,
+    snapshot_from_json,
+    snapshot_to_json,
+)
+from fireworq.metrics import node_process_figures, process_figures
+from fireworq.peers import PeerLink
+
+log = Logger()
+
+#: Seconds the answering process waits for the others' figures; one that has not answered
+#: by then (being restarted, say) is left out of that answer.
+FIGURES_TIMEOUT = 1.0
+
+
+class WakeOthers:
+    """A push stored by a process that does not dispatch its queue tells the others (one
+    message per process and reactor turn, the names of the queues); the one dispatching it
+    grabs at once instead of at its next poll. A lost message only delays the jobs until
+    the poll."""
+
+    def __init__(self, reactor: Any, link: PeerLink, on_wake: Callable[[str], None]) -> None:
+        self._reactor = reactor
+        self._link = link
+        self._pending: set[str] = set()
+        self._flush_call: IDelayedCall | None = None
+        link.handle("wake", lambda message: self._woken(message["queues"]))
+        self._on_wake = on_wake
+
+    def _woken(self, names: list[str]) -> None:
+        for name in names:
+            self._on_wake(name)
+
+    def wake_elsewhere(self, queue_name: str) -> None:
+        self._pending.add(queue_name)
+        if self._flush_call is None:
+            self._flush_call = self._reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        names = sorted(self._pending)
+        self._pending.clear()
+        for slot in self._link.others:
+            self._link.tell(slot, {"op": "wake", "queues": names})
+
+    def stop(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+
+
+class NodeFigures:
+    """Each queue's snapshot for the node: this process's, added to the others'."""
+
+    def __init__(self, link: PeerLink | None,
+                 local: Callable[[], Mapping[str, QueueSnapshot]]) -> None:
+        self._link = link
+        self._local = local
+        if link is not None:
+            link.handle("figures", lambda _: self._mine(with_process=True))
+
+    def _mine(self, with_process: bool) -> dict[str, Any]:
+        return {
+            "queues": {name: snapshot_to_json(s) for name, s in self._local().items()},
+            "process": process_figures() if with_process else {},
+        }
+
+    async def _gather(self, with_process: bool) -> list[dict[str, Any]]:
+        """This process's figures first, then those of every other process that answered
+        in time (``FIGURES_TIMEOUT``)."""
+        parts = [self._mine(with_process)]
+        link = self._link
+        if link is None or not link.others:
+            return parts
+        calls = [link.call(slot, {"op": "figures"}, FIGURES_TIMEOUT) for slot in link.others]
+        answers = await DeferredList(calls, consumeErrors=True)
+        for slot, (ok, value) in zip(link.others, answers):
+            if ok:
+                parts.append(value)
+            else:
+                failure: Failure = value
+                log.debug("No figures from process {slot}: {why}", slot=slot + 1,
+                          why=failure.getErrorMessage())
+        return parts
+
+    async def snapshots(self) -> dict[str, QueueSnapshot]:
+        """The queues this process knows, each with the figures of the whole node."""
+        if self._link is None:
+            return dict(self._local())
+        return _merged(await self._gather(with_process=False))
+
+    async def with_process(self) -> tuple[dict[str, QueueSnapshot], dict[str, float]]:
+        """``snapshots()`` and the node's process figures (``/metrics``)."""
+        if self._link is None:
+            return dict(self._local()), process_figures()
+        parts = await self._gather(with_process=True)
+        return _merged(parts), node_process_figures([part["process"] for part in parts])
+
+
+def _merged(parts: list[dict[str, Any]]) -> dict[str, QueueSnapshot]:
+    found: dict[str, list[QueueSnapshot]] = {
+        name: [snapshot_from_json(figures)] for name, figures in parts[0]["queues"].items()}
+    for part in parts[1:]:
+        for name, figures in part["queues"].items():
+            if name in found:  # a queue this process does not know (yet) is left out
+                found[name].append(snapshot_from_json(figures))
+    return {name: merge_snapshots(snapshots) for name, snapshots in found.items()}
