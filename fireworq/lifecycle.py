@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any, Callable, Sequence
 
 from twisted.internet import tcp, unix
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -105,6 +106,17 @@ async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: f
         await deferLater(clock, DRAIN_STEP, lambda: None)
     for channel in list(site.channels):
         channel.transport.abortConnection()  # type: ignore[union-attr]
+
+
+async def within(clock: IReactorTime, waited: Deferred[Any], deadline: float) -> bool:
+    """Waits for ``waited`` until ``deadline``: whether it fired in time (it is left
+    running otherwise)."""
+    expired = Deferred[None]()
+    timer = clock.callLater(max(0.0, deadline - clock.seconds()), expired.callback, None)
+    fired = await DeferredList([waited, expired], fireOnOneCallback=True, consumeErrors=True)
+    if timer.active():
+        timer.cancel()
+    return bool(fired[1] == 0)
 
 
 def tune_garbage_collector() -> None:

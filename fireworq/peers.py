@@ -42,7 +42,12 @@ Handler = Callable[[Message], Any]
 
 
 class PeerError(Exception):
-    """A call to another process failed: it is not there, went away, or its handler failed."""
+    """A call to another process failed: it is not there, went away, or its handler failed.
+    ``sent``: whether the request may have reached it."""
+
+    def __init__(self, message: str, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def peer_address(group: str, slot: int) -> str:
@@ -122,6 +127,8 @@ class _Connection(Int32StringReceiver):
 
 
 class _Listener(Factory):
+    noisy = False
+
     def __init__(self, link: PeerLink) -> None:
         self._link = link
 
@@ -185,6 +192,8 @@ class PeerLink:
         link = self
 
         class _Outgoing(Factory):
+            noisy = False
+
             def buildProtocol(self, addr: Any) -> _Connection:
                 return _Connection(link, outgoing=True)
 
@@ -195,7 +204,7 @@ class PeerLink:
 
         def failed(reason: Failure) -> None:
             error = PeerError("cannot reach process %d: %s"
-                              % (slot + 1, reason.getErrorMessage()))
+                              % (slot + 1, reason.getErrorMessage()), sent=False)
             for waiter in self._connecting.pop(slot, []):
                 waiter.errback(error)
 
@@ -220,7 +229,7 @@ class PeerLink:
 
     async def _call(self, slot: int, message: Message, timeout: float) -> Any:
         if self._stopped:
-            raise PeerError("stopping")
+            raise PeerError("stopping", sent=False)
         connection = await self._connection(slot)
         answer = connection.call(message)
         timer: IDelayedCall = self._reactor.callLater(timeout, answer.cancel)

@@ -35,12 +35,14 @@ from fireworq.cluster.mysql import MySQLLocks
 from fireworq.cluster.ownership import QueueOwnership
 from fireworq.config import Config, Options, settings
 from fireworq.delivery import Deliverer, DeliverySettings, make_http_client
+from fireworq.delivery.spread import SpreadDeliverer
 from fireworq.errors import StoreMisconfigured, StoreUnavailable
 from fireworq.lifecycle import (
     SignalHandling,
     drain_connections,
     listen,
     tune_garbage_collector,
+    within,
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
 from fireworq.nodewide import NodeFigures, WakeOthers
@@ -118,8 +120,12 @@ class FireworqService(Service):
                                            self._peers.environment_for)
         else:
             self._peers = PeerLink.from_environment(reactor, os.environ)
-        self._wake = (None if self._peers is None else
-                      WakeOthers(reactor, self._peers, lambda name: self.manager.wake(name)))
+        self._wake: WakeOthers | None = None
+        self._spread: SpreadDeliverer | None = None
+        if self._peers is not None:
+            self._wake = WakeOthers(reactor, self._peers, lambda name: self.manager.wake(name))
+            self._spread = SpreadDeliverer(reactor, self._deliverer, self._peers,
+                                           lambda name: self.manager.definition(name))
         self.manager = self._manager(self.store, self.ownership)
         self._figures = NodeFigures(self._peers, self.manager.snapshots)
         self._started_at = reactor.seconds()
@@ -141,7 +147,7 @@ class FireworqService(Service):
             clock=self._reactor,
             store=store,
             ownership=ownership,
-            deliverer=self._deliverer,
+            deliverer=self._spread or self._deliverer,
             queue_log=self._queue_log,
             defaults=QueueDefaults(
                 polling_interval=config.queue_default_polling_interval,
@@ -275,6 +281,7 @@ class FireworqService(Service):
             self._started.cancel()
         children = (Deferred.fromCoroutine(self.children.stop(deadline))
                     if self.children is not None else None)
+        serving = self._spread.stop_serving() if self._spread is not None else None
         for port in self.ports:
             stopped = port.stopListening()
             if stopped is not None:
@@ -284,6 +291,9 @@ class FireworqService(Service):
         if not await self.manager.stop_dispatching(remaining):
             log.warn("Shutdown timeout: abandoned the deliveries still in progress; their"
                      " jobs stay grabbed and are recovered by the next active node")
+        if serving is not None and not await within(self._reactor, serving, deadline):
+            log.warn("Shutdown timeout: abandoned deliveries this process made for another"
+                     " process of the node; their jobs are retried")
         await self.ownership.stop()
         self.manager.close()
         await self._http_pool.closeCachedConnections()

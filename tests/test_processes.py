@@ -37,6 +37,27 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def connected_to(pids: list[int], port: int) -> dict[int, int]:
+    """How many TCP connections each of ``pids`` has open to 127.0.0.1:``port``."""
+    owners: dict[str, int] = {}
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    owners[target[8:-1]] = pid
+        except OSError:
+            pass
+    found: dict[int, int] = {}
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and int(remote.split(":")[1], 16) == port and inode in owners:
+                found[owners[inode]] = found.get(owners[inode], 0) + 1
+    return found
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -191,6 +212,35 @@ class _ProcessesTests:
                           metrics)
             case.assertIn('fireworq_delivery_duration_seconds_count{queue="%s"} 90.0' % QUEUE,
                           metrics)
+        await self.daemon.stop()
+
+    async def test_deliveries_of_one_queue_spread_over_the_processes(self) -> None:
+        """One queue, dispatched by one process: its deliveries are made by every process,
+        and never more at once than its ``max_workers``."""
+        case: Any = self
+        worker = await Worker.start(case, always(slow(0.5, success())))
+        acknowledged = await self.push_many(worker.url(), 60)
+        case.assertEqual(len(acknowledged), 60)
+        pids = [self.daemon.pid, *children(self.daemon.pid)]
+        port = int(worker.url().split(":")[2].split("/")[0])
+        seen: dict[int, int] = {}
+
+        async def every_process_delivers() -> bool:
+            for pid, count in connected_to(pids, port).items():
+                seen[pid] = max(seen.get(pid, 0), count)
+            case.assertLessEqual(worker.current, 10)
+            return len(seen) == PROCESSES
+
+        await eventually(every_process_delivers, 20, 0.05, "deliveries from every process")
+        await worker.wait_for(60, timeout=60)
+        case.assertLessEqual(worker.max_concurrency, 10)
+        case.assertEqual(sorted(p["n"] for p in worker.payloads()), sorted(acknowledged))
+
+        async def all_succeeded() -> bool:
+            stats = await self.daemon.api.stats(QUEUE)
+            return (stats["total_successes"], stats["total_failures"]) == (60, 0)
+
+        await eventually(all_succeeded, 20, 0.1, "60 successes and no failure")
         await self.daemon.stop()
 
     async def _listening_lines(self, count: int) -> bool:
