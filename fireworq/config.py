@@ -58,6 +58,37 @@ def _integer(low: int, high: int) -> Parser:
     return parse
 
 
+#: ``processes`` = ``auto`` until ``load_config`` resolves it (``auto_processes``).
+AUTO_PROCESSES = 0
+_process_count = _integer(1, 64)
+
+
+def _processes(text: str) -> int:
+    if text == "auto":
+        return AUTO_PROCESSES
+    try:
+        return int(_process_count(text))
+    except ValueError:
+        raise ValueError("is not auto or an integer from 1 to 64") from None
+
+
+def auto_processes(driver: str, cpus: int) -> int:
+    """``processes = auto`` (docs/performance.md, "More than one core"): one process but
+    with the mysql driver on 4 CPUs or more, where half of them (at most 4) serve the node.
+    With sqlite the processes would queue for the file's one writer; on 2 CPUs shared with
+    the database the second process costs more than it brings (both measured)."""
+    if driver != "mysql" or cpus < 4:
+        return 1
+    return min(cpus // 2, 4)
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _boolean(text: str) -> bool:
     if text in _TRUE:
         return True
@@ -323,11 +354,11 @@ SPECS: tuple[KeySpec, ...] = (
     KeySpec("pid", _any, "", "file the process id is written to", "none"),
     KeySpec(
         "processes",
-        _integer(1, 64),
-        "1",
-        "processes serving the API on one listening socket, each storing the pushes it"
-        " accepts; each queue is dispatched by one of them (sqlite and mysql drivers;"
-        " docs/performance.md)",
+        _processes,
+        "auto",
+        "processes serving the API on one listening socket and sharing the deliveries;"
+        " auto: 1, or with the mysql driver and 4 CPUs or more half of them, at most 4"
+        " (docs/performance.md)",
     ),
     KeySpec(
         "queue_default",
@@ -535,6 +566,8 @@ def load_config(options: Mapping[str, str | None], environ: Mapping[str, str]) -
     values.setdefault("queue_log_level", level)
     values.setdefault("dispatch_keep_alive", values["keep_alive"])
     values.setdefault("dispatch_user_agent", DEFAULT_USER_AGENT)
+    if values["processes"] == AUTO_PROCESSES:
+        values["processes"] = auto_processes(values["driver"], usable_cpus())
     return Config(**values, given_text=tuple(given.items()))
 
 

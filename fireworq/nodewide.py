@@ -39,7 +39,7 @@ class WakeOthers:
         self._link = link
         self._pending: set[str] = set()
         self._flush_call: IDelayedCall | None = None
-        link.handle("wake", lambda message: self._woken(message["queues"]))
+        link.handle("wake", self._woken)
         self._on_wake = on_wake
 
     def _woken(self, names: list[str]) -> None:
@@ -56,7 +56,7 @@ class WakeOthers:
         names = sorted(self._pending)
         self._pending.clear()
         for slot in self._link.others:
-            self._link.tell(slot, {"op": "wake", "queues": names})
+            self._link.tell(slot, "wake", names)
 
     def stop(self) -> None:
         if self._flush_call is not None and self._flush_call.active():
@@ -87,7 +87,7 @@ class NodeFigures:
         link = self._link
         if link is None or not link.others:
             return parts
-        calls = [link.call(slot, {"op": "figures"}, FIGURES_TIMEOUT) for slot in link.others]
+        calls = [link.call(slot, "figures", None, FIGURES_TIMEOUT) for slot in link.others]
         answers = await DeferredList(calls, consumeErrors=True)
         for slot, (ok, value) in zip(link.others, answers):
             if ok:

@@ -3,10 +3,12 @@
 
 Process ``slot`` of ``count`` listens on a Linux abstract UNIX stream socket named after the
 node's group (nothing is left in the file system however the processes end) and connects to
-the others when it first has something to say. A message is a JSON object in a 32-bit
-length-prefixed frame: a request names an ``op`` and, when it wants an answer, an ``id``;
-the answer carries ``re`` (that id) and either ``value`` or ``error``. Only processes of the
-same user may connect (``SO_PEERCRED``): abstract sockets have no file permissions.
+the others when it first has something to say. A message is a ``marshal``-encoded tuple in
+a 32-bit length-prefixed frame (marshal: several times cheaper than JSON, bytes as they
+are, and it builds nothing but plain values): a request ``(op, id, body)``, with id 0 when
+it wants no answer; an answer ``("", id, ok, value or error text)``. Only processes of the
+same user may connect (``SO_PEERCRED``): abstract sockets have no file permissions, and
+marshal is not meant for data from anyone else.
 
 Ops are registered by the composition root (``handle``): wake-ups of the dispatching
 process, node-wide statistics, deliveries handed to other processes.
@@ -14,13 +16,13 @@ process, node-wide statistics, deliveries handed to other processes.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import socket
 import struct
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, connectionDone
@@ -37,8 +39,7 @@ MAX_FRAME = 1 << 30
 #: Seconds to connect to another process before its calls fail.
 CONNECT_TIMEOUT = 2.0
 
-Message = dict[str, Any]
-Handler = Callable[[Message], Any]
+Handler = Callable[[Any], Any]
 
 
 class PeerError(Exception):
@@ -79,16 +80,19 @@ class _Connection(Int32StringReceiver):
             log.warn("Refused a peer connection from another user")
             self.close()
 
-    def send(self, message: Message) -> None:
-        self.sendString(json.dumps(message, separators=(",", ":"),  # type: ignore[no-untyped-call]
-                                   ensure_ascii=False).encode("utf-8"))
+    def send(self, op: str, body: Any, call_id: int = 0) -> None:
+        self.sendString(marshal.dumps((op, call_id, body)))  # type: ignore[no-untyped-call]
 
-    def call(self, message: Message) -> Deferred[Any]:
+    def answer(self, call_id: int, ok: bool, value: Any) -> None:
+        if not self.closed:
+            self.sendString(marshal.dumps(("", call_id, ok, value)))  # type: ignore[no-untyped-call]
+
+    def call(self, op: str, body: Any) -> Deferred[Any]:
         self._next_id += 1
-        call_id = message["id"] = self._next_id
+        call_id = self._next_id
         answer: Deferred[Any] = Deferred(lambda _: self._forget(call_id))
         self._calls[call_id] = answer
-        self.send(message)
+        self.send(op, body, call_id)
         return answer
 
     def _forget(self, call_id: int) -> None:
@@ -100,19 +104,20 @@ class _Connection(Int32StringReceiver):
 
     def stringReceived(self, data: bytes) -> None:
         try:
-            message = json.loads(data)
-        except ValueError:
+            message = marshal.loads(data)
+            op, call_id = message[0], message[1]
+        except (ValueError, EOFError, TypeError, IndexError, KeyError):
             self.close()
             return
-        if "re" in message:
-            answer = self._calls.pop(message["re"], None)
+        if op == "":
+            answer = self._calls.pop(call_id, None)
             if answer is not None:
-                if "error" in message:
-                    answer.errback(PeerError(message["error"]))
+                if message[2]:
+                    answer.callback(message[3])
                 else:
-                    answer.callback(message.get("value"))
+                    answer.errback(PeerError(str(message[3])))
             return
-        self._link._received(self, message)
+        self._link._received(self, op, call_id, message[2])
 
     def lengthLimitExceeded(self, length: int) -> None:
         self.close()
@@ -212,61 +217,70 @@ class PeerLink:
                                       timeout=CONNECT_TIMEOUT)
         endpoint.connect(_Outgoing()).addCallbacks(connected, failed)
 
-    def tell(self, slot: int, message: Message) -> None:
-        """Sends ``message`` to process ``slot`` without waiting for an answer; lost if
-        that process is not there."""
+    def tell(self, slot: int, op: str, body: Any) -> None:
+        """Sends ``op`` to process ``slot`` without waiting for an answer; lost if that
+        process is not there."""
         if self._stopped:
             return
         existing = self._outgoing.get(slot)
         if existing is not None and not existing.closed:
-            existing.send(message)
+            existing.send(op, body)
             return
-        self._connection(slot).addCallbacks(lambda c: c.send(message), lambda _: None)
+        self._connection(slot).addCallbacks(lambda c: c.send(op, body), lambda _: None)
 
-    def call(self, slot: int, message: Message, timeout: float) -> Deferred[Any]:
-        """Asks process ``slot``; the value its handler answered, or ``PeerError``."""
-        return Deferred.fromCoroutine(self._call(slot, message, timeout))
-
-    async def _call(self, slot: int, message: Message, timeout: float) -> Any:
+    def call(self, slot: int, op: str, body: Any, timeout: float) -> Deferred[Any]:
+        """Asks process ``slot``: the value its handler answered, or ``PeerError`` (whose
+        ``sent`` says whether the request may have reached it)."""
         if self._stopped:
-            raise PeerError("stopping", sent=False)
-        connection = await self._connection(slot)
-        answer = connection.call(message)
+            return fail(PeerError("stopping", sent=False))
+        existing = self._outgoing.get(slot)
+        if existing is not None and not existing.closed:
+            return self._timed(existing.call(op, body), slot, timeout)
+        return self._connection(slot).addCallback(
+            lambda connection: self._timed(connection.call(op, body), slot, timeout))
+
+    def _timed(self, answer: Deferred[Any], slot: int, timeout: float) -> Deferred[Any]:
         timer: IDelayedCall = self._reactor.callLater(timeout, answer.cancel)
-        try:
-            return await answer
-        except CancelledError:
-            raise PeerError("process %d did not answer in %g s" % (slot + 1, timeout))
-        finally:
+
+        def settled(result: Any) -> Any:
             if timer.active():
                 timer.cancel()
+            elif isinstance(result, Failure) and result.check(CancelledError):
+                return Failure(PeerError("process %d did not answer in %g s"
+                                         % (slot + 1, timeout)))
+            return result
+
+        return answer.addBoth(settled)
 
     # Receiving
 
-    def _received(self, connection: _Connection, message: Message) -> None:
+    def _received(self, connection: _Connection, op: str, call_id: int, body: Any) -> None:
         if not connection._outgoing:
             self._incoming.add(connection)
-        handler = self._handlers.get(str(message.get("op")))
-        call_id = message.get("id")
+        handler = self._handlers.get(op)
         if handler is None:
-            if call_id is not None:
-                connection.send({"re": call_id, "error": "unknown op %r" % message.get("op")})
+            if call_id:
+                connection.answer(call_id, False, "unknown op %r" % (op,))
             return
-        result = maybeDeferred(handler, message)
-        if call_id is None:
-            result.addErrback(lambda f: log.failure("Peer message {op} failed", f,
-                                                    op=message.get("op")))
+        try:
+            result = handler(body)
+        except Exception:
+            failure = Failure()
+            if call_id:
+                connection.answer(call_id, False, failure.getErrorMessage())
+            else:
+                log.failure("Peer message {op} failed", failure, op=op)
             return
-
-        def answered(value: Any) -> None:
-            if not connection.closed:
-                connection.send({"re": call_id, "value": value})
-
-        def failed(reason: Failure) -> None:
-            if not connection.closed:
-                connection.send({"re": call_id, "error": reason.getErrorMessage()})
-
-        result.addCallbacks(answered, failed)
+        if not isinstance(result, Deferred):
+            if call_id:
+                connection.answer(call_id, True, result)
+            return
+        if not call_id:
+            result.addErrback(lambda f: log.failure("Peer message {op} failed", f, op=op))
+            return
+        result.addCallbacks(lambda value: connection.answer(call_id, True, value),
+                            lambda reason: connection.answer(call_id, False,
+                                                             reason.getErrorMessage()))
 
     def _lost(self, connection: _Connection) -> None:
         self._incoming.discard(connection)

@@ -16,6 +16,8 @@ import fireworq
 from fireworq.config import (
     KEYS,
     SPECS,
+    auto_processes,
+    usable_cpus,
     Config,
     Options,
     load_config,
@@ -342,10 +344,24 @@ class IntegerTests(SynchronousTestCase):
             for value in (low - 1, high + 1):
                 with self.assertRaises(ConfigError, msg=f"{key}={value}") as caught:
                     load_config({key: str(value)}, {})
+                what = "auto or an integer" if key == "processes" else "an integer"
                 self.assertEqual(
                     str(caught.exception),
-                    f'invalid {key} ({option}): "{value}" is not an integer from {low} to {high}',
+                    f'invalid {key} ({option}): "{value}" is not {what} from {low} to {high}',
                 )
+
+    def test_autoProcesses(self) -> None:
+        """When processes is auto (the default), the node runs one process except with the
+        mysql driver on 4 CPUs or more: half of them, at most 4; /settings shows the
+        number."""
+        self.assertEqual([auto_processes("mysql", cpus) for cpus in (1, 2, 3, 4, 6, 8, 64)],
+                         [1, 1, 1, 2, 3, 4, 4])
+        self.assertEqual(auto_processes("sqlite", 64), 1)
+        self.assertEqual(auto_processes("in-memory", 64), 1)
+        config = load_config({"processes": "auto", "driver": "mysql"}, {})
+        self.assertEqual(config.processes, auto_processes("mysql", usable_cpus()))
+        self.assertEqual(settings(config)["processes"], str(config.processes))
+        self.assertEqual(load_config({}, {}).processes, 1)
 
     def test_notIntegers(self) -> None:
         """When an integer key is given something other than decimal digits, it is

@@ -69,15 +69,21 @@ class PeerLinkTests(TestCase):
 
     async def _call_and_tell(self) -> None:
         first, second = self.links(2)
-        second.handle("add", lambda m: m["a"] + m["b"])
+        second.handle("add", lambda body: body[0] + body[1])
+        second.handle("later", lambda body: Deferred.fromCoroutine(_later(body)))
+        second.handle("fails", lambda body: 1 / 0)
         told: Deferred[Any] = Deferred()
-        second.handle("note", lambda m: told.callback(m["text"]))
-        self.assertEqual(await first.call(1, {"op": "add", "a": 2, "b": 3}, 5), 5)
-        first.tell(1, {"op": "note", "text": "é\u2603"})
+        second.handle("note", told.callback)
+        self.assertEqual(await first.call(1, "add", (2, 3), 5), 5)
+        self.assertEqual(await first.call(1, "later", b"\x00\xff", 5), {"got": b"\x00\xff"})
+        first.tell(1, "note", "é\u2603")
         self.assertEqual(await told, "é\u2603")
         with self.assertRaises(PeerError) as raised:
-            await first.call(1, {"op": "nothing"}, 5)
+            await first.call(1, "nothing", None, 5)
         self.assertIn("unknown op", str(raised.exception))
+        with self.assertRaises(PeerError) as raised:
+            await first.call(1, "fails", None, 5)
+        self.assertIn("division by zero", str(raised.exception))
 
     def test_call_and_tell(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._call_and_tell())
@@ -85,11 +91,13 @@ class PeerLinkTests(TestCase):
     async def _failures(self) -> None:
         first, second, third = self.links(3)
         await second.stop()  # process 2 is away
-        with self.assertRaises(PeerError):
-            await first.call(1, {"op": "x"}, 5)
+        with self.assertRaises(PeerError) as raised:
+            await first.call(1, "x", None, 5)
+        self.assertFalse(raised.exception.sent)
         third.handle("slow", lambda _: Deferred())  # process 3 never answers
         with self.assertRaises(PeerError) as raised:
-            await first.call(2, {"op": "slow"}, 0.2)
+            await first.call(2, "slow", None, 0.2)
+        self.assertTrue(raised.exception.sent)
         self.assertIn("did not answer", str(raised.exception))
 
     def test_a_process_away_or_silent_fails_the_call(self) -> Deferred[None]:
@@ -121,6 +129,11 @@ class PeerLinkTests(TestCase):
 
     def test_figures_and_wake_ups(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._figures())
+
+
+async def _later(body: bytes) -> dict[str, bytes]:
+    await _turn()
+    return {"got": body}
 
 
 async def _turn() -> None:

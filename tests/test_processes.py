@@ -215,8 +215,8 @@ class _ProcessesTests:
         await self.daemon.stop()
 
     async def test_deliveries_of_one_queue_spread_over_the_processes(self) -> None:
-        """One queue, dispatched by one process: its deliveries are made by every process,
-        and never more at once than its ``max_workers``."""
+        """One queue, dispatched by one process: its deliveries are made by the others
+        too, and never more at once than its ``max_workers``."""
         case: Any = self
         worker = await Worker.start(case, always(slow(0.5, success())))
         acknowledged = await self.push_many(worker.url(), 60)
@@ -225,13 +225,13 @@ class _ProcessesTests:
         port = int(worker.url().split(":")[2].split("/")[0])
         seen: dict[int, int] = {}
 
-        async def every_process_delivers() -> bool:
+        async def several_processes_deliver() -> bool:
             for pid, count in connected_to(pids, port).items():
                 seen[pid] = max(seen.get(pid, 0), count)
             case.assertLessEqual(worker.current, 10)
-            return len(seen) == PROCESSES
+            return len(seen) >= 2
 
-        await eventually(every_process_delivers, 20, 0.05, "deliveries from every process")
+        await eventually(several_processes_deliver, 20, 0.05, "deliveries from several processes")
         await worker.wait_for(60, timeout=60)
         case.assertLessEqual(worker.max_concurrency, 10)
         case.assertEqual(sorted(p["n"] for p in worker.payloads()), sorted(acknowledged))

@@ -11,7 +11,8 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from fireworq.delivery.spread import SpreadDeliverer, job_from_json, job_to_json
+from fireworq.delivery import spread as spread_module
+from fireworq.delivery.spread import SpreadDeliverer, job_from_wire, job_to_wire
 from fireworq.model import Job, JobOptions, JobStatus, QueueDefinition, WorkerResult
 from fireworq.peers import PeerLink
 
@@ -48,7 +49,7 @@ class StandIn:
 class JobCodecTests(SynchronousTestCase):
     def test_round_trip(self) -> None:
         for payload in (b'{"n": 1}', "\u00e9\u2603".encode(), bytes(range(256))):
-            self.assertEqual(job_from_json(job_to_json(job(1, payload))), job(1, payload))
+            self.assertEqual(job_from_wire(job_to_wire(job(1, payload))), job(1, payload))
 
 
 class SpreadTests(TestCase):
@@ -68,6 +69,7 @@ class SpreadTests(TestCase):
         return made
 
     async def _spread(self) -> None:
+        self.patch(spread_module, "LOCAL_WEIGHT", 2)
         node = self.node(3, hold=True, hold_here=True)
         spread, here, _ = node[0]
         deliveries = [Deferred.fromCoroutine(spread.deliver(job(n), QUEUE)) for n in range(8)]
@@ -75,7 +77,7 @@ class SpreadTests(TestCase):
             if len(node[1][1].held) + len(node[2][1].held) + len(here.delivered) == 8:
                 break
             await _turn()
-        # The dispatching process counts double: 8 deliveries go 2 here, 3 and 3 elsewhere.
+        # Its deliveries counting double here, 8 deliveries go 2 here, 3 and 3 elsewhere.
         self.assertEqual((len(here.delivered), len(node[1][1].held), len(node[2][1].held)),
                          (2, 3, 3))
         received, queue = node[1][1].delivered[0]

@@ -648,6 +648,15 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def each_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU of a process and of each of its live descendants, by pid."""
+    found = {}
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            found[member] = cpu_seconds(member)
+    return found
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process and its live descendants (a child that exited before the second
     reading takes its share with it: start them before the first)."""

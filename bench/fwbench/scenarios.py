@@ -33,6 +33,7 @@ from fwbench.infra import (
     push_jobs,
     run_tool,
     run_wrk,
+    each_cpu_seconds,
     tree_cpu_seconds,
     wait_http,
     wrk_post_script,
@@ -214,6 +215,7 @@ def drain(ctx: Context, max_workers: int) -> None:
         nginx_before = nginx.status()
         _sleep_until(due - 0.05)
         cpu_before = tree_cpu_seconds(daemon.pid)
+        each_before = each_cpu_seconds(daemon.pid)
         _sleep_until(due)
         first_grab = finished = None
         deadline = due + max(60.0, n / 300)
@@ -237,6 +239,7 @@ def drain(ctx: Context, max_workers: int) -> None:
                                  % (now - due, left))
             daemon.check_alive()
         cpu = tree_cpu_seconds(daemon.pid) - cpu_before
+        each_after = each_cpu_seconds(daemon.pid)
         nginx_after = nginx.status()
         rec.figure(scenario, "jobs_per_s", "jobs/s, due time → last job deleted",
                    n / (finished - due), "jobs/s")
@@ -244,6 +247,13 @@ def drain(ctx: Context, max_workers: int) -> None:
                    ((first_grab or finished) - due) * 1000, "ms", "{:.0f}")
         rec.figure(scenario, "cpu_us_per_job", "daemon CPU per job", cpu / n * 1e6, "µs",
                    "{:.0f}")
+        if len(each_after) > 1:  # --processes: the first process's share, and the others'
+            shares = [(after - each_before.get(pid, after)) / n * 1e6
+                      for pid, after in each_after.items()]
+            rec.figure(scenario, "first_cpu_us_per_job", "CPU per job, first process",
+                       shares[0], "µs", "{:.0f}")
+            rec.figure(scenario, "others_cpu_us_per_job", "CPU per job, the others",
+                       sum(shares[1:]), "µs", "{:.0f}")
         delivered = nginx_after["requests"] - nginx_before["requests"] - 1
         connections = nginx_after["accepts"] - nginx_before["accepts"] - 1
         rec.figure(scenario, "worker_connections", "new connections to nginx", connections, "")

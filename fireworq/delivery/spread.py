@@ -26,7 +26,7 @@ from twisted.logger import Logger
 
 from fireworq.dispatch.dispatcher import Deliverer
 from fireworq.model import Job, JobOptions, JobStatus, QueueDefinition, WorkerResult
-from fireworq.peers import Message, PeerError, PeerLink
+from fireworq.peers import PeerError, PeerLink
 
 log = Logger()
 
@@ -36,34 +36,37 @@ CALL_MARGIN = 10.0
 #: A job without a timeout of its own, handed over: how long before it is failed here.
 UNBOUNDED_CALL = 3600.0
 #: The dispatching process also grabs and writes: its deliveries in flight weigh this much.
-LOCAL_WEIGHT = 2
+LOCAL_WEIGHT = 8
 #: Answer of a process that does not take the delivery (stopping, or another definition).
 REFUSED = "refused"
 
 
-def job_to_json(job: Job) -> dict[str, Any]:
-    found = attrs.asdict(job, recurse=False)
-    found["payload"] = job.payload.decode("latin-1")
-    found["status"] = job.status.value
-    found["options"] = None if job.options is None else job.options.encode().decode("utf-8")
-    return found
+_JOB_FIELDS = tuple(field.name for field in attrs.fields(Job))
 
 
-def job_from_json(value: dict[str, Any]) -> Job:
-    fields = dict(value)
-    fields["payload"] = str(fields["payload"]).encode("latin-1")
+def job_to_wire(job: Job) -> tuple[Any, ...]:
+    """A job as plain values for the peer link (``job_from_wire``)."""
+    values = [getattr(job, name) for name in _JOB_FIELDS]
+    values[_JOB_FIELDS.index("status")] = job.status.value
+    values[_JOB_FIELDS.index("options")] = (
+        None if job.options is None else job.options.encode())
+    return tuple(values)
+
+
+def job_from_wire(values: tuple[Any, ...]) -> Job:
+    fields = dict(zip(_JOB_FIELDS, values))
     fields["status"] = JobStatus(fields["status"])
     fields["options"] = JobOptions.decode(fields["options"])
     return Job(**fields)
 
 
-def result_to_json(result: WorkerResult) -> dict[str, Any]:
-    return attrs.asdict(result)
+def result_to_wire(result: WorkerResult) -> tuple[str, int, str, float | None]:
+    return (result.status, result.code, result.message, result.retry_after)
 
 
-def result_from_json(value: dict[str, Any]) -> WorkerResult:
-    return WorkerResult(str(value["status"]), int(value["code"]), str(value["message"]),
-                        retry_after=value.get("retry_after"))
+def result_from_wire(values: tuple[Any, ...]) -> WorkerResult:
+    status, code, message, retry_after = values
+    return WorkerResult(status, code, message, retry_after=retry_after)
 
 
 class _Fingerprints:
@@ -128,11 +131,10 @@ class SpreadDeliverer:
     async def _hand_over(self, slot: int, job: Job, queue: QueueDefinition
                          ) -> WorkerResult | None:
         """The result of the delivery by process ``slot``; None when it did not take it."""
-        message: Message = {"op": "deliver", "queue": queue.name,
-                            "definition": self._fingerprint(queue), "job": job_to_json(job)}
+        body = (queue.name, self._fingerprint(queue), job_to_wire(job))
         timeout = job.timeout + CALL_MARGIN if job.timeout > 0 else UNBOUNDED_CALL
         try:
-            answer = await self._link.call(slot, message, timeout)
+            answer = await self._link.call(slot, "deliver", body, timeout)
         except PeerError as e:
             if e.sent:
                 log.warn("Job {id} of queue {queue}: process {slot} of the node went away or"
@@ -141,25 +143,26 @@ class SpreadDeliverer:
             return None
         if answer == REFUSED:
             return None
-        return result_from_json(answer)
+        return result_from_wire(answer)
 
     # Serving the deliveries of other processes
 
-    def _serve(self, message: Message) -> Deferred[Any] | str:
-        definition = self._definition(str(message["queue"]))
+    def _serve(self, body: tuple[str, str, tuple[Any, ...]]) -> Deferred[Any] | str:
+        name, fingerprint, wire_job = body
+        definition = self._definition(name)
         if (self._stopping or definition is None
-                or self._fingerprint(definition) != message["definition"]):
+                or self._fingerprint(definition) != fingerprint):
             return REFUSED
-        job = job_from_json(message["job"])
+        job = job_from_wire(wire_job)
         served = Deferred.fromCoroutine(self._local.deliver(job, definition))
         self._serving.add(served)
 
-        def done(result: WorkerResult) -> dict[str, Any]:
+        def done(result: WorkerResult) -> tuple[Any, ...]:
             self._serving.discard(served)
             if not self._serving and self._idle:
                 # Next turn: the answer this returns is sent first.
                 self._reactor.callLater(0, self._wake_idle)
-            return result_to_json(result)
+            return result_to_wire(result)
 
         return served.addCallback(done)
 
