@@ -13,7 +13,8 @@ import os
 import secrets
 import signal
 import sys
-from typing import Any, NoReturn
+import zlib
+from typing import Any, Callable, NoReturn
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
@@ -96,7 +97,17 @@ class FireworqService(Service):
         self._queue_writer = LineWriter(reactor, config.queue_log, stdout)
         self._access_writer = LineWriter(reactor, config.access_log, stdout)
         self.store, locks = build_store(config, reactor)
-        self.ownership = QueueOwnership(locks, reactor)
+        #: With ``processes`` > 1, this is the parent (slot 0): it starts the others once
+        #: listening. Every process of such a node has a peer link to the others.
+        self.children: ChildProcesses | None = None
+        self._peers: PeerLink | None = None
+        if config.processes > 1:
+            self._peers = PeerLink(reactor, secrets.token_hex(8), 0, config.processes)
+            self.children = ChildProcesses(reactor, config, config.processes,
+                                           self._peers.environment_for)
+        else:
+            self._peers = PeerLink.from_environment(reactor, os.environ)
+        self.ownership = QueueOwnership(locks, reactor, preferred=_preferred(self._peers))
         delivery_settings = DeliverySettings(
             user_agent=config.dispatch_user_agent,
             keep_alive=config.dispatch_keep_alive,
@@ -110,16 +121,6 @@ class FireworqService(Service):
         self._queue_log = QueueLog(
             self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
         )
-        #: With ``processes`` > 1, this is the parent (slot 0): it starts the others once
-        #: listening. Every process of such a node has a peer link to the others.
-        self.children: ChildProcesses | None = None
-        self._peers: PeerLink | None = None
-        if config.processes > 1:
-            self._peers = PeerLink(reactor, secrets.token_hex(8), 0, config.processes)
-            self.children = ChildProcesses(reactor, config, config.processes,
-                                           self._peers.environment_for)
-        else:
-            self._peers = PeerLink.from_environment(reactor, os.environ)
         self._wake: WakeOthers | None = None
         self._spread: SpreadDeliverer | None = None
         if self._peers is not None:
@@ -314,6 +315,14 @@ class FireworqService(Service):
         self.error_log.reopen()
         if self.children is not None:
             self.children.signal_all(signal.SIGUSR1)
+
+
+def _preferred(peers: PeerLink | None) -> Callable[[str], bool] | None:
+    """With several processes, each prefers to dispatch its own share of the queues."""
+    if peers is None:
+        return None
+    slot, count = peers.slot, peers.count
+    return lambda name: zlib.crc32(name.encode("utf-8", "surrogatepass")) % count == slot
 
 
 def _refuse_start(line: str) -> NoReturn:

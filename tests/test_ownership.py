@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from fireworq.cluster.memory import LockTable, MemoryLocks
 from fireworq.cluster.ownership import (
+    PREFERENCE_GRACE,
     RECOVERY_RETRY_DELAYS,
     SWEEP_INTERVAL,
     OwnershipState,
@@ -132,10 +133,10 @@ class Cluster:
     def node(self, index: int) -> Node:
         return Node(id=str(1000 + index), host="node%d" % index)
 
-    def add(self) -> QueueOwnership:
+    def add(self, preferred: Callable[[str], bool] | None = None) -> QueueOwnership:
         index = len(self.nodes)
         locks = HeldLocks(self.store, self.node(index), self.table)
-        ownership = QueueOwnership(locks, self.clock)
+        ownership = QueueOwnership(locks, self.clock, preferred=preferred)
         ownership.subscribe(
             lambda name, state: self.history.append((self.clock.seconds(), index, name, state)))
         self.nodes.append(ownership)
@@ -188,6 +189,38 @@ class StateMachineTests(SynchronousTestCase):
         self.assertEqual([state for _, _, _, state in c.history], [RECOVERING, DISPATCHING])
         self.assertEqual(succeed_value(Deferred.fromCoroutine(node.node(QUEUE))), c.node(0))
         self.assertIn("Recovered 1 orphan job(s) of queue mail", self.messages(LogLevel.info))
+
+    def test_processesPreferTheirOwnQueues(self) -> None:
+        """When the processes of a node each prefer their share of the queues, a process
+        started first leaves the queue it does not prefer to the one that does for
+        ``PREFERENCE_GRACE`` seconds; if that one never comes (or goes), it takes it."""
+        c = self.cluster
+        first = c.add(preferred=lambda name: name == "a")
+        first.watch("a", FakeDispatch("a"))
+        first.watch("b", FakeDispatch("b"))
+        run_turns(c.clock)
+        c.clock.advance(2)
+        run_turns(c.clock)
+        self.assertEqual([first.dispatching("a"), first.dispatching("b")], [True, False])
+        second = c.add(preferred=lambda name: name == "b")
+        second.watch("a", FakeDispatch("a"))
+        second.watch("b", FakeDispatch("b"))
+        run_turns(c.clock)
+        self.assertEqual([second.dispatching("a"), second.dispatching("b")], [False, True])
+        c.clock.advance(PREFERENCE_GRACE)
+        run_turns(c.clock)
+        self.assertEqual([first.dispatching("a"), first.dispatching("b"),
+                          second.dispatching("a"), second.dispatching("b")],
+                         [True, False, False, True])
+        third = c.add(preferred=lambda name: False)
+        third.watch("c", FakeDispatch("c"))
+        for _ in range(int(PREFERENCE_GRACE) - 1):
+            c.clock.advance(1)
+            run_turns(c.clock)
+        self.assertFalse(third.dispatching("c"))
+        c.clock.advance(1.5)
+        run_turns(c.clock)
+        self.assertTrue(third.dispatching("c"))
 
     def test_backupTakesOverWithinASecond(self) -> None:
         """When the active node's session ends (its process froze, its checks hang), it

@@ -46,6 +46,9 @@ log = Logger()
 CHECK_INTERVAL = 1.0
 #: Seconds between two looks, while dispatching, for jobs grabbed with nothing in flight.
 SWEEP_INTERVAL = 60.0
+#: Seconds a process of a node of several (``--processes``) leaves a newly watched queue
+#: that it does not prefer to the process that does, before competing for it too.
+PREFERENCE_GRACE = 5.0
 #: Seconds before each new attempt at a failed recovery; the last one repeats.
 RECOVERY_RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
 
@@ -110,6 +113,7 @@ class _Queue:
     retry: IDelayedCall | None = None
     next_sweep: float = 0.0
     sweeping: bool = False
+    watched_since: float = 0.0
 
 
 class QueueOwnership:
@@ -118,8 +122,16 @@ class QueueOwnership:
     def __init__(
         self, driver: LockDriver, clock: IReactorTime, *,
         check_interval: float = CHECK_INTERVAL, sweep_interval: float = SWEEP_INTERVAL,
+        preferred: Callable[[str], bool] | None = None,
+        preference_grace: float = PREFERENCE_GRACE,
     ) -> None:
+        """``preferred(queue name)``: with several processes on one node, whether this
+        process should be the one dispatching the queue (the others compete for its lock
+        only ``preference_grace`` seconds after they started watching it), so that the
+        queues spread over the processes."""
         self._driver = driver
+        self._preferred = preferred
+        self._preference_grace = preference_grace
         self._clock = clock
         self._check_interval = check_interval
         self._sweep_interval = sweep_interval
@@ -162,7 +174,7 @@ class QueueOwnership:
         previous = self._queues.get(name)
         if previous is not None:
             self._enter(previous, OwnershipState.WAITING)
-        self._queues[name] = _Queue(name, dispatch)
+        self._queues[name] = _Queue(name, dispatch, watched_since=self._clock.seconds())
         self._check_soon()
 
     def unwatch(self, name: str) -> None:
@@ -276,7 +288,8 @@ class QueueOwnership:
     async def _check_locks(self) -> None:
         epoch = self._epoch
         owned = self._owns_any()
-        watched = {name: queue.dispatch.table for name, queue in self._queues.items()}
+        watched = {name: queue.dispatch.table for name, queue in self._queues.items()
+                   if self._competes(queue)}
         try:
             held = await self._driver.check(watched)
         except StoreUnavailable as e:
@@ -304,6 +317,11 @@ class QueueOwnership:
             elif queue.state is not OwnershipState.WAITING:
                 self._enter(queue, OwnershipState.WAITING)
         self._sweep_due()
+
+    def _competes(self, queue: _Queue) -> bool:
+        return (self._preferred is None or queue.state is not OwnershipState.WAITING
+                or self._preferred(queue.name)
+                or self._clock.seconds() - queue.watched_since >= self._preference_grace)
 
     # Recovery
 
