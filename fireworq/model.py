@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from enum import Enum
@@ -19,6 +20,7 @@ MAX_CATEGORY_BYTES = 255
 _NOT_TABLE_SAFE = re.compile(r"[^0-9a-z_]")
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every poll of every queue
 def table_part(queue_name: str) -> str:
     """The part of a queue's table names that stands for the queue (docs/api.md, Names and ids)."""
     return _NOT_TABLE_SAFE.sub("_", queue_name)

@@ -22,6 +22,7 @@ from fireworq.cluster.ownership import QueueOwnership
 from fireworq.dispatch.batching import Batch, TurnBatcher
 from fireworq.dispatch.dispatcher import Deliverer, QueueDispatcher
 from fireworq.dispatch.stats import QueueSnapshot, QueueStats
+from fireworq.dispatch.ticker import PollTicker
 from fireworq.errors import InvalidInput, NotFound, NotStored, OutcomeUnknown, StoreUnavailable
 from fireworq.logs import QueueLog
 from fireworq.model import (
@@ -139,6 +140,7 @@ class QueueManager:
             clock, self._complete, concurrency=push_concurrency
         )
         self._due: TurnBatcher[str, bool] = TurnBatcher(clock, self._due_tables, delay=0.005)
+        self._ticker = PollTicker(clock, store.due_tables)
         self._refresh = LoopingCall(self._refresh_tick)
         self._refresh.clock = clock
 
@@ -258,6 +260,7 @@ class QueueManager:
             definition, clock=self._clock, store=self._store, deliverer=self._deliverer,
             due_check=self._due.submit, write_completion=self._completions.submit,
             stats=QueueStats(self._clock), queue_log=self._queue_log, random=self._random,
+            ticker=self._ticker,
         )
         self.dispatchers[name] = dispatcher
         dispatcher.start()

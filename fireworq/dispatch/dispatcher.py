@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable, Collection, Coroutine, Protocol, Ty
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -22,6 +22,7 @@ from fireworq.delivery.policy import retry_wait
 from fireworq.dispatch.retention import FailureLogPruner, UniqueKeyPruner
 from fireworq.dispatch.stats import QueueSnapshot, QueueStats
 from fireworq.dispatch.throttle import TokenBucket
+from fireworq.dispatch.ticker import PollTicker
 from fireworq.errors import StoreUnavailable
 from fireworq.logs import QueueLog
 from fireworq.model import (
@@ -82,6 +83,7 @@ class QueueDispatcher:
         stats: QueueStats,
         queue_log: QueueLog,
         random: Callable[[], float] | None = None,
+        ticker: PollTicker | None = None,
     ) -> None:
         self.definition = definition
         self._clock = clock
@@ -95,8 +97,9 @@ class QueueDispatcher:
         self._random = random or Random().random
         self._bucket: TokenBucket | None = None
         self._configure_throttle()
-        self._poll: LoopingCall | None = None
-        self._poll_start: IDelayedCall | None = None
+        #: Shared by the dispatchers of a process; one of its own otherwise (tests).
+        self._ticker = ticker or PollTicker(clock)
+        self._unpoll: Callable[[], None] | None = None
         self._grab_call: IDelayedCall | None = None
         self._running = False
         self._owned = False
@@ -136,31 +139,18 @@ class QueueDispatcher:
         self._start_polling()
 
     def _start_polling(self) -> None:
+        # On multiples of the interval, so the polls of all queues with the same interval
+        # fall in the same reactor turn and share one due check.
         interval = self.definition.polling_interval / 1000.0
-        # Start on a multiple of the interval, so the polls of all queues with the same
-        # interval fall in the same reactor turn and share one due check.
-        now = self._clock.seconds()
-        delay = interval - (now % interval)
-        self._poll_start = self._clock.callLater(delay, self._begin_loop, interval)
-
-    def _begin_loop(self, interval: float) -> None:
-        self._poll_start = None
-        # A fresh LoopingCall each time, as TimerService does: a stopped one whose due check
-        # is still running would reschedule itself when that check ends if it were started
-        # again meanwhile, and two loops would poll.
-        self._poll = LoopingCall(self._tick)
-        self._poll.clock = self._clock
-        self._poll.start(interval, now=True).addErrback(
-            lambda f: log.failure("Polling of queue {queue} stopped", f, queue=self.definition.name)
-        )
+        if self._ticker.due_tables is not None:
+            self._unpoll = self._ticker.add_polled(interval, self)
+        else:
+            self._unpoll = self._ticker.add(interval, self._tick)
 
     def _stop_polling(self) -> None:
-        if self._poll_start is not None and self._poll_start.active():
-            self._poll_start.cancel()
-        self._poll_start = None
-        if self._poll is not None and self._poll.running:
-            self._poll.stop()
-        self._poll = None
+        if self._unpoll is not None:
+            self._unpoll()
+        self._unpoll = None
 
     def stop(self) -> Deferred[None]:
         """Stop grabbing; the Deferred fires when the deliveries in progress are done."""
@@ -337,6 +327,18 @@ class QueueDispatcher:
         if len(jobs) >= wanted:
             self._backlog = True
         self._schedule_grab()
+
+    def poll_table(self) -> str | None:
+        """Polled by a ticker that checks the tables of several queues at once."""
+        if not self._can_grab():
+            return None
+        if self._backlog:
+            self.wake()
+            return None
+        return self.table
+
+    def found_due(self) -> None:
+        self.wake()
 
     def _tick(self) -> Deferred[None] | None:
         # Plain callbacks rather than a coroutine: every idle queue ticks five times a second.
