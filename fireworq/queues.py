@@ -344,12 +344,23 @@ class QueueManager:
                 queue_name = routing.queue_name
         if queue_name is None:
             raise NotFound("No routing of job category '%s' exists" % category)
-        definition = self.definition(queue_name)
+        definition = await self.known(queue_name)
         if definition is None:
-            definition = await self._store.get_queue(queue_name)
-            if definition is None or not is_valid_queue_name(definition.name):
-                raise NotFound("Undefined queue: %s" % queue_name)
-            await self._apply(definition)
+            raise NotFound("Undefined queue: %s" % queue_name)
+        return definition
+
+    async def known(self, name: str) -> QueueDefinition | None:
+        """The queue's definition here, else as stored: another process of the node
+        (docs/performance.md, More than one core) or another node may have defined it since
+        the last refresh, and the client that did must find it on whichever process its
+        next request lands. Known here from then on."""
+        definition = self.definition(name)
+        if definition is None:
+            stored = await self._store.get_queue(name)
+            if stored is None or not is_valid_queue_name(stored.name):
+                return None
+            await self._apply(stored)
+            definition = self.definition(name) or stored
         return definition
 
     @property

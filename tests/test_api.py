@@ -1185,6 +1185,21 @@ class QueueDefinitionTests(APITestCase):
             b'{"name":"a\\u003cb\\u003e\\u0026\\u2028\\"\\\\\\u0001\xc3\xa9",'
             b'"polling_interval":200,"max_workers":20}')
 
+    def test_storedElsewhere(self) -> None:
+        """When a queue was defined through another process of the node (docs/performance.md,
+        More than one core) or another node since this one last looked, the routes of the
+        queue's jobs and failure log find it in the store rather than answering 404 No such
+        queue, and the node knows it from then on."""
+        self.node.store.memory._queues["other"] = QueueDefinition("other", 300, 2)
+        self.node.store.memory._queue_revision += 1
+        for suffix in ("/waiting", "/grabbed", "/deferred", "/failed"):
+            response = self.node.get("/queue/other" + suffix)
+            self.assertEqual(response.status, 200, suffix)
+        self.assertError(self.node.get("/queue/other/job/1"), 404, "No such job: 1")
+        self.assertError(self.node.get("/queue/other/failed/1"), 404, "No such failed job: 1")
+        self.assertEqual(self.node.manager.definition("other"), QueueDefinition("other", 300, 2))
+        self.assertError(self.node.get("/queue/none/failed"), 404, "No such queue: none")
+
     def test_storedLongName(self) -> None:
         """When the store holds a queue with a name over 46 characters (written by
         Fireworq), it is listed, read and deleted, but not known to the node."""
@@ -2086,10 +2101,12 @@ class StoreUnavailableTests(APITestCase):
                          "Invalid limit: must be an integer from 1 to 1000")
         self.assertError(self.node.get("/queue/mail/job/x"), 400, "Invalid job id: x")
 
-    def test_knownQueueChecksNeedNoStore(self) -> None:
-        """When the queue is not known to this node, the 404 needs no store."""
+    def test_unknownQueueNeedsTheStore(self) -> None:
+        """When the queue is not known to this node and the store does not answer, it is
+        503: another node or process may have defined it since the last refresh."""
         self.node.store.down = True
-        self.assertError(self.node.get("/queue/nope/waiting"), 404, "No such queue: nope")
+        self.assertError(self.node.get("/queue/nope/waiting"), 503,
+                         "Store unavailable: connection refused")
 
     def test_recovers(self) -> None:
         """When the store is back, the endpoints answer again."""

@@ -382,6 +382,13 @@ class FireworqAPI:
             raise NotFound("No such queue: %s" % queue_name)
         return definition
 
+    async def _stored(self, queue_name: str) -> QueueDefinition:
+        """L{_known}, or as stored when defined elsewhere since the last refresh."""
+        definition = await self._manager.known(queue_name)
+        if definition is None:
+            raise NotFound("No such queue: %s" % queue_name)
+        return definition
+
     @app.route("/queue/<queue_name>/node", methods=["GET"])
     async def node(self, request: IRequest, queue_name: str) -> bytes:
         self._known(queue_name)
@@ -412,7 +419,7 @@ class FireworqAPI:
             raise InvalidInput("Invalid order: must be asc or desc")
         limit = validate.limit_param(request)
         cursor = decode_cursor(validate.query_param(request, b"cursor"))
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         page = await self._store.list_jobs(
             definition.table, _STATE_LISTS[state], order == "asc", cursor, limit
         )
@@ -430,7 +437,7 @@ class FireworqAPI:
         self, request: IRequest, queue_name: str, job_id: str, action: Callable[..., Any]
     ) -> bytes:
         number = validate.identifier(job_id, "job id")
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         job = await action(definition.table, number)
         if job is None:
             raise NotFound("No such job: %d" % number)
@@ -443,21 +450,21 @@ class FireworqAPI:
             raise InvalidInput("Invalid order: must be failed or created")
         limit = validate.limit_param(request)
         cursor = decode_cursor(validate.query_param(request, b"cursor"))
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         page = await self._store.list_failed(definition.table, FailedOrder(order), cursor, limit)
         return respond_json(request, render.failed_page(page))
 
     @app.route("/queue/<queue_name>/failed", methods=["DELETE"])
     async def delete_failed_many(self, request: IRequest, queue_name: str) -> bytes:
         selection, limit = validate.failed_filter(self._optional_body(request))
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         deleted = await self._failures.delete_many(definition, selection, limit)
         return respond_json(request, {"deleted": deleted})
 
     @app.route("/queue/<queue_name>/failed/retry", methods=["POST"])
     async def retry_failed_many(self, request: IRequest, queue_name: str) -> bytes:
         selection, limit = validate.failed_filter(self._optional_body(request))
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         retried = await self._failures.retry_many(definition, selection, limit)
         return respond_json(
             request, {"retried": len(retried), "jobs": [r.pushed.id for r in retried]})
@@ -467,7 +474,7 @@ class FireworqAPI:
         number = validate.identifier(failure_id, "failure id")
         run_after = jsontext.get_int(
             self._optional_body(request), "run_after", *validate.PUSH_RANGES["run_after"]) or 0
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         retried = await self._failures.retry(definition, number, run_after)
         # The payload as the failure log shows it: the push's own text is not kept.
         payload = jsontext.reread_payload(retried.job.payload).text
@@ -488,7 +495,7 @@ class FireworqAPI:
         self, request: IRequest, queue_name: str, failure_id: str, action: Callable[..., Any]
     ) -> bytes:
         number = validate.identifier(failure_id, "failure id")
-        definition = self._known(queue_name)
+        definition = await self._stored(queue_name)
         failed = await action(definition.table, number)
         if failed is None:
             raise NotFound("No such failed job: %d" % number)
