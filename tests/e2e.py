@@ -48,12 +48,16 @@ reactor: Any = _reactor
 
 #: How long a daemon may take to answer ``GET /healthz`` after it was spawned.
 READY_TIMEOUT = 10.0
+#: How much longer a daemon of several processes may take: its children start once it listens.
+CHILDREN_READY_TIMEOUT = 20.0
 #: Per-attempt timeout of the readiness probe.
 PROBE_TIMEOUT = 0.5
 #: How long ``stop()`` and the cleanup wait for a signalled daemon to exit.
 EXIT_TIMEOUT = 30.0
 QUEUE_LOG_TAG = "fireworq.queue"
 USER_AGENT = "Fireworq/0.1.0"
+#: What each process of a daemon says on standard error once it serves its socket.
+LISTENING = "fireworq listening on"
 
 
 # --- small async helpers -------------------------------------------------------------------
@@ -116,6 +120,60 @@ _CHDIR_EXEC = "import os, sys; os.chdir(sys.argv[1]); os.execvp(sys.argv[2], sys
 def asyncCleanup(case: TestCase, f: Callable[..., Awaitable[Any]], *args: Any) -> None:
     """``addCleanup`` for a coroutine function."""
     case.addCleanup(lambda: Deferred.fromCoroutine(f(*args)))  # type: ignore[arg-type]
+
+
+def only(*names: str) -> Callable[[type[Any]], type[Any]]:
+    """A class decorator: of the ``test_*`` methods the class has, only ``names`` run. The
+    others become ``None``, which neither pytest nor trial collects (they are not skipped:
+    they are not there)."""
+    def select(cls: type[Any]) -> type[Any]:
+        tests = {name for name in dir(cls) if name.startswith("test")}
+        unknown = set(names) - tests
+        assert not unknown, f"no such tests: {sorted(unknown)}"
+        for name in tests - set(names):
+            setattr(cls, name, None)
+        return cls
+    return select
+
+
+def child_pids(pid: int) -> list[int]:
+    """The children of process ``pid`` (Linux ``/proc``; none once it has ended)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                found.extend(int(child) for child in listing.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def processes_ended(pids: Iterable[int], timeout: float, what: str) -> None:
+    """Wait until none of ``pids`` is alive; past ``timeout``, SIGKILL those left (they are
+    processes the test started, named by pid) and fail."""
+    pids = list(pids)
+
+    async def ended() -> bool:
+        return not any(alive(pid) for pid in pids)
+
+    try:
+        await eventually(ended, timeout, step=0.05, what=what)
+    except AssertionError:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise
 
 
 # --- the daemon's HTTP API -----------------------------------------------------------------
@@ -239,11 +297,17 @@ class Daemon:
     Its working directory (and so the default ``--sqlite-path``) is the temporary directory;
     run ``n`` writes ``stdout.<n>`` and ``stderr.<n>`` there. ``restart()`` starts a new run on
     the same directory and port.
+
+    With ``processes`` > 1 it runs with ``--processes`` (docs/performance.md, "More than one
+    core"): a run is ready once every process says it listens, and a stop or kill of the
+    parent is over once its children have ended too (they hold the listening socket that the
+    next run binds again). Their standard output and error are the parent's files.
     """
 
     def __init__(self, case: TestCase, driver: str, options: Iterable[str] = (),
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, processes: int = 1) -> None:
         self.driver = driver
+        self.processes = processes
         self.options = list(options)
         self.env = dict(env or {})
         self.dir = tempfile.mkdtemp(prefix="fireworq-e2e-")
@@ -261,8 +325,8 @@ class Daemon:
 
     @classmethod
     async def start(cls, case: TestCase, driver: str, options: Iterable[str] = (),
-                    env: Mapping[str, str] | None = None) -> Daemon:
-        daemon = cls(case, driver, options, env)
+                    env: Mapping[str, str] | None = None, processes: int = 1) -> Daemon:
+        daemon = cls(case, driver, options, env, processes)
         await daemon.spawn()
         return daemon
 
@@ -276,11 +340,18 @@ class Daemon:
     def pid(self) -> int:
         return int(self._process.pid)
 
+    @property
+    def children(self) -> list[int]:
+        """The pids of the running parent's children (``processes`` > 1)."""
+        return child_pids(self.pid) if self.running else []
+
     def argv(self) -> list[str]:
+        processes = [f"--processes={self.processes}"] if self.processes > 1 else []
         return [
             sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
             "-n", "--pidfile=", "fireworq",
-            f"--bind=127.0.0.1:{self.port}", f"--driver={self.driver}", *self.options,
+            f"--bind=127.0.0.1:{self.port}", f"--driver={self.driver}", *processes,
+            *self.options,
         ]
 
     async def spawn(self) -> None:
@@ -312,7 +383,8 @@ class Daemon:
         return exit
 
     async def _wait_ready(self) -> None:
-        deadline = now() + READY_TIMEOUT
+        timeout = READY_TIMEOUT + (CHILDREN_READY_TIMEOUT if self.processes > 1 else 0.0)
+        deadline = now() + timeout
         while True:
             if not self.running:
                 raise AssertionError(
@@ -320,16 +392,23 @@ class Daemon:
                     + self.stderr())
             try:
                 reply = await self.api.request("GET", "/healthz", timeout=PROBE_TIMEOUT)
-                if reply.code == 200:
+                # The children's own lines (a daemon of one process may log elsewhere).
+                if reply.code == 200 and (self.processes == 1
+                                          or self.listening() >= self.processes):
                     return
             except Exception:
                 pass
             if now() >= deadline:
                 await self.kill9()
                 raise AssertionError(
-                    f"the daemon did not answer GET /healthz within {READY_TIMEOUT} s; "
-                    "stderr:\n" + self.stderr())
+                    f"the daemon did not answer GET /healthz within {timeout} s (with"
+                    f" {self.listening()} of {self.processes} processes listening); stderr:\n"
+                    + self.stderr())
             await sleep(0.05)
+
+    def listening(self) -> int:
+        """How many processes of the current run have said they listen."""
+        return self.stderr(self.runs).count(LISTENING)
 
     def send_signal(self, sig: int | str) -> None:
         """Send a signal (``signal.SIGTERM`` or a name such as ``"TERM"``)."""
@@ -348,12 +427,15 @@ class Daemon:
         return await with_timeout(ended, timeout, "the daemon to exit")  # type: ignore[no-any-return]
 
     async def stop(self, sig: int | str = signal.SIGTERM, timeout: float = EXIT_TIMEOUT) -> Exit:
-        """Signal the daemon and wait for its exit status."""
+        """Signal the daemon and wait for its exit status (and for its children to end)."""
         if not self.running:
             assert self.exit is not None
             return self.exit
+        children = self.children
         self.send_signal(sig)
-        return await self.wait_exit(timeout)
+        exit = await self.wait_exit(timeout)
+        await processes_ended(children, timeout, "the daemon's children to end")
+        return exit
 
     async def kill9(self) -> Exit:
         return await self.stop("KILL")
@@ -368,6 +450,9 @@ class Daemon:
     async def _cleanup(self) -> None:
         try:
             if self.running:
+                # Children too: killed alone, the parent would have them stop gracefully.
+                for child in self.children:
+                    os.kill(child, signal.SIGKILL)
                 await self.kill9()
             problems = self.error_lines()
         finally:
@@ -673,8 +758,8 @@ async def bounded(coroutines: Iterable[Callable[[], Awaitable[Any]]], limit: int
 
 
 __all__ = [
-    "Answer", "ApiClient", "Daemon", "Exit", "Received", "Reply", "Worker", "always",
-    "bounded", "eventually", "failure", "free_port", "gather", "in_directory", "not_json", "now",
-    "permanent_failure", "sleep", "slow", "success", "unknown_status", "with_timeout",
-    "USER_AGENT",
+    "Answer", "ApiClient", "Daemon", "Exit", "LISTENING", "Received", "Reply", "Worker",
+    "alive", "always", "bounded", "child_pids", "eventually", "failure", "free_port", "gather",
+    "in_directory", "not_json", "now", "only", "permanent_failure", "processes_ended", "sleep",
+    "slow", "success", "unknown_status", "with_timeout", "USER_AGENT",
 ]

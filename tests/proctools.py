@@ -35,6 +35,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from e2e import (
     EXIT_TIMEOUT,
+    LISTENING,
     Exit,
     asyncCleanup,
     eventually,
@@ -48,7 +49,6 @@ from e2e import (
 #: ``twistd`` as the harness runs it: the venv's interpreter, in the foreground, no
 #: ``twistd.pid``.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-LISTENING = "fireworq listening on"
 
 
 def daemon_argv(*options: str) -> list[str]:
