@@ -15,8 +15,9 @@ in total while the daemon is restarted ten times on a listening socket held by a
 
 A worker is up throughout. Every push must be answered 200 (a treq error or any other status
 is a failed push), and every acknowledged job must reach the worker once the load has stopped.
-Each test prints ``RESTART <driver> <launcher>: pushes=… failed=… lost=… delivered=…
-duplicates=… restarts=10 seconds=…``.
+The same runs with ``--processes 2`` (each generation a parent and its child, fewer
+restarts). Each test prints ``RESTART <driver> processes=<n> <launcher>: pushes=… failed=…
+lost=… delivered=… duplicates=… restarts=10 seconds=…``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SkipTest, TestCase
 
 import mysqltools
-from e2e import ApiClient, Exit, Worker, asyncCleanup, eventually, free_port, now
+from e2e import ApiClient, Exit, Worker, asyncCleanup, eventually, free_port, now, only
 from proctools import LISTENING, Child, Pusher, daemon_argv
 
 QUEUE = "restart"
@@ -56,11 +57,13 @@ class ServerStarter:
 
     name = "server_starter"
 
-    def __init__(self, case: TestCase, directory: str, port: int, options: list[str]) -> None:
+    def __init__(self, case: TestCase, directory: str, port: int, options: list[str],
+                 processes: int) -> None:
         self._case = case
         self._dir = directory
         self._port = port
         self._options = options
+        self._processes = processes
         self._status_file = os.path.join(directory, "start_server.status")
         self.generation = 0
         self.child: Child | None = None
@@ -100,7 +103,9 @@ class ServerStarter:
             return len(status) == 1 and status[0][0] == self.generation
         await eventually(alone, 30, step=0.02,
                          what=f"start_server's status to show generation {self.generation}")
-        await self.child.wait_for_text(LISTENING, self.generation, timeout=30)
+        # Each generation's processes say it, all on start_server's standard error.
+        await self.child.wait_for_text(LISTENING, self.generation * self._processes,
+                                       timeout=30)
 
     async def restart(self) -> None:
         assert self.child is not None
@@ -141,10 +146,12 @@ class Launcher:
 
     name = "launcher"
 
-    def __init__(self, case: TestCase, directory: str, port: int, options: list[str]) -> None:
+    def __init__(self, case: TestCase, directory: str, port: int, options: list[str],
+                 processes: int) -> None:
         self._case = case
         self._dir = directory
         self._options = options
+        self._processes = processes
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
@@ -160,7 +167,7 @@ class Launcher:
             cwd=self._dir, fds={3: self.sock.fileno()},
             env={"SERVER_STARTER_PORT": f"127.0.0.1:{self._port}=3"})
         self.generations.append(child)
-        await child.wait_for_text(LISTENING, timeout=30)
+        await child.wait_for_text(LISTENING, self._processes, timeout=30)
         return child
 
     async def start(self) -> None:
@@ -181,6 +188,9 @@ class Launcher:
 
 class RestartMixin(_Base):
     driver: str
+    #: ``--processes`` of each generation (docs/performance.md, "More than one core").
+    processes = 1
+    restarts = RESTARTS
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
         return Deferred.fromCoroutine(self._setUp())
@@ -201,7 +211,9 @@ class RestartMixin(_Base):
             "--shutdown-timeout=10", f"--queue-log={self.dir}/queue.log",
             f"--access-log={self.dir}/access.log",
         ]
-        supervisor = supervisor_class(self, self.dir, port, options)
+        if self.processes > 1:
+            options.append(f"--processes={self.processes}")
+        supervisor = supervisor_class(self, self.dir, port, options, self.processes)
         await supervisor.start()
         api = ApiClient(self, base_url)
         await api.put_queue(QUEUE, max_workers=20)
@@ -213,7 +225,7 @@ class RestartMixin(_Base):
         pusher.start()
         await pusher.wait_acknowledged(PUSHES_BETWEEN_RESTARTS)
         restart_times = []
-        for _ in range(RESTARTS):
+        for _ in range(self.restarts):
             restart_times.append(now() - started)
             await supervisor.restart()
             await pusher.wait_acknowledged(len(pusher.acknowledged) + PUSHES_BETWEEN_RESTARTS)
@@ -235,9 +247,10 @@ class RestartMixin(_Base):
         delivered = len(acknowledged & counts.keys())
         duplicates = sum(c - 1 for c in counts.values())
         connections = self._push_connections()
-        print(f"\nRESTART {self.driver} {supervisor.name}: pushes={pusher.pushes}"
+        print(f"\nRESTART {self.driver} processes={self.processes} {supervisor.name}:"
+              f" pushes={pusher.pushes}"
               f" failed={len(pusher.failures)} lost={lost} delivered={delivered}"
-              f" duplicates={duplicates} restarts={RESTARTS} seconds={seconds:.1f}"
+              f" duplicates={duplicates} restarts={self.restarts} seconds={seconds:.1f}"
               f" connections={connections} slowest_push={pusher.slowest:.3f}s")
         for at, n, what in pusher.failures[:20]:
             print(f"  failed push n={n} at {at - started:.3f} s: {what}")
@@ -246,7 +259,7 @@ class RestartMixin(_Base):
         self.assertEqual(pusher.failures, [])
         self.assertEqual(lost, 0)
         self.assertEqual(pusher.pushes, len(acknowledged))
-        self.assertEqual(supervisor.old_exits(), [Exit(0, None)] * RESTARTS)
+        self.assertEqual(supervisor.old_exits(), [Exit(0, None)] * self.restarts)
         # Keep-alive really was in use: a handful of connections per generation, not one per
         # push.
         self.assertLess(connections, pusher.pushes / 10)
@@ -284,3 +297,21 @@ class MySQLRestartTests(RestartMixin, TestCase):
 
     def driver_options(self) -> list[str]:
         return [f"--mysql-dsn={mysqltools.dsn_text(self.database)}"]
+
+
+# With --processes 2 (docs/performance.md, "More than one core"): each generation is a parent
+# and its child on the inherited socket, both stopped gracefully by the parent's SIGTERM. One
+# supervisor per driver and three restarts keep CI's time down; the one-process classes
+# above run both supervisors on both drivers ten times.
+
+
+@only("test_server_starter")
+class SqliteProcessesRestartTests(SqliteRestartTests):
+    processes = 2
+    restarts = 3
+
+
+@only("test_launcher")
+class MySQLProcessesRestartTests(MySQLRestartTests):
+    processes = 2
+    restarts = 3
