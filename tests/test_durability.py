@@ -1,5 +1,6 @@
-"""Durability of the sqlite driver across ``kill -9`` (docs/worker-protocol.md, At-least-once
-delivery).
+"""Durability across ``kill -9`` (docs/worker-protocol.md, At-least-once delivery): of the
+sqlite driver, and of a node of two processes (``--processes 2``, docs/performance.md, "More
+than one core") on sqlite and MySQL, its parent or its child killed.
 
 Nothing acknowledged is lost: every job whose push was answered 200 reaches the worker at least
 once after a restart, however the previous process died. Duplicates are allowed only for jobs
@@ -10,13 +11,16 @@ Each test prints a one-line summary (see it with ``pytest -s``).
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-from e2e import Daemon, Worker, always, bounded, eventually, free_port, now, sleep, slow
+import mysqltools
+from e2e import Daemon, Worker, always, bounded, eventually, free_port, now, only, sleep, slow
 
 QUEUE = "dur"
 CATEGORY = "dur_cat"
@@ -24,13 +28,28 @@ JOBS = 1000
 PUSH_CONCURRENCY = 16
 MAX_WORKERS = 20
 
+if TYPE_CHECKING:
+    _Base = TestCase
+else:
+    _Base = object
 
-class SqliteDurabilityTests(TestCase):
+
+class _DurabilityMixin(_Base):
+    driver: str
+    processes = 1
+
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
         return Deferred.fromCoroutine(self._setUp())
 
+    def driver_options(self) -> tuple[str, ...]:
+        return ()
+
     async def _setUp(self) -> None:
-        self.daemon = await Daemon.start(self, "sqlite")
+        self.daemon = await Daemon.start(self, self.driver, self.driver_options(),
+                                         processes=self.processes)
+        await self.define_queue()
+
+    async def define_queue(self) -> None:
         await self.daemon.api.put_queue(QUEUE, max_workers=MAX_WORKERS)
         await self.daemon.api.put_routing(CATEGORY, QUEUE)
 
@@ -81,6 +100,44 @@ class SqliteDurabilityTests(TestCase):
               f" deliveries={len(worker.received)} {fields}".rstrip())
         return lost, duplicates
 
+    async def kill9_while_delivering(self) -> None:
+        """(b) worker up (20 ms a job, max_workers 20), 1000 jobs due 3 s after their push,
+        kill -9 after ~300 deliveries, restart: nothing acknowledged is lost, and at most the
+        jobs in flight at the kill (<= max_workers) are delivered twice."""
+        worker = await Worker.start(self, always(slow(0.02)))
+        started = now()
+        pushes: Deferred[tuple[set[int], float]] = Deferred.fromCoroutine(
+            self.push_all(worker.url(), run_after=3))
+        await worker.wait_for(300, timeout=30)
+        in_flight = worker.current
+        at_kill = len(worker.received)
+        exit = await self.daemon.kill9()
+        self.assertEqual(exit.signal, 9)
+        # Pushes still in progress at the kill (if pushing took over 3 s) fail: those jobs
+        # are not acknowledged.
+        acknowledged, last = await pushes
+        pushed_before_deliveries = last - started < 3
+
+        await self.daemon.spawn()
+        restarted = now()
+        await self.all_delivered(worker, acknowledged, timeout=30)
+        took = now() - restarted
+        await sleep(0.5)
+        lost, duplicates = self.summary(
+            f"b {self.driver} processes={self.processes}", acknowledged, worker,
+            received_at_kill=at_kill, worker_in_flight_at_kill=in_flight,
+            all_pushed_before_first_due=pushed_before_deliveries,
+            delivery_after_restart_s=f"{took:.2f}", max_concurrency=worker.max_concurrency)
+        self.assertEqual(lost, 0)
+        self.assertLessEqual(duplicates, MAX_WORKERS)
+        self.assertLessEqual(worker.max_concurrency, MAX_WORKERS)
+        await eventually(self.queue_empty, 10, what="the queue to empty")
+        self.assertEqual(await self.daemon.api.failed(QUEUE), [])
+
+
+class SqliteDurabilityTests(_DurabilityMixin, TestCase):
+    driver = "sqlite"
+
     async def test_a_kill9_after_pushes_worker_down(self) -> None:
         """(a) 1000 jobs pushed while the worker's port refuses connections (attempts fail
         and are retried every second), kill -9 right after the last 200, restart with the
@@ -115,36 +172,87 @@ class SqliteDurabilityTests(TestCase):
         self.assertEqual(await self.daemon.api.failed(QUEUE), [])
 
     async def test_b_kill9_while_delivering(self) -> None:
-        """(b) worker up (20 ms a job, max_workers 20), 1000 jobs due 3 s after their push,
-        kill -9 after ~300 deliveries, restart: nothing acknowledged is lost, and at most the
-        jobs in flight at the kill (<= max_workers) are delivered twice."""
+        await self.kill9_while_delivering()
+
+
+class _ProcessesDurabilityMixin(_DurabilityMixin):
+    """A node of two processes: ``kill -9`` of the parent (its child gets SIGTERM and ends
+    with it, then the node starts again), or of the child (the parent takes its queues over
+    and starts a new child, the node runs on)."""
+
+    processes = 2
+
+    async def define_queue(self) -> None:
+        # Defined with the parent stopped, so through the child alone: with MySQL the child
+        # takes the queue's lock and dispatches it (the deliveries themselves are spread over
+        # both processes). (With sqlite the parent dispatches every
+        # queue whatever happens: it holds the file's dispatch lock from its start.)
+        os.kill(self.daemon.pid, signal.SIGSTOP)
+        try:
+            await super().define_queue()
+
+            async def dispatched() -> bool:
+                reply = await self.daemon.api.request("GET", f"/queue/{QUEUE}/node")
+                return reply.code == 200
+            await eventually(dispatched, 10, what="a process to dispatch the queue")
+        finally:
+            os.kill(self.daemon.pid, signal.SIGCONT)
+
+    async def test_b_kill9_of_the_parent_while_delivering(self) -> None:
+        await self.kill9_while_delivering()
+
+    async def test_c_kill9_of_the_child_while_delivering(self) -> None:
+        """(c) as (b), but the child is killed, not the parent: the node runs on. The pushes
+        the child was answering fail (not acknowledged); the parent takes the child's queues
+        over (MySQL) and recovers their grabbed jobs, and starts a new child."""
+        self.daemon.check_errors = False  # the parent reports the death: checked below
         worker = await Worker.start(self, always(slow(0.02)))
-        started = now()
+        [child] = self.daemon.children
         pushes: Deferred[tuple[set[int], float]] = Deferred.fromCoroutine(
             self.push_all(worker.url(), run_after=3))
         await worker.wait_for(300, timeout=30)
         in_flight = worker.current
         at_kill = len(worker.received)
-        exit = await self.daemon.kill9()
-        self.assertEqual(exit.signal, 9)
-        # Pushes still in progress at the kill (if pushing took over 3 s) fail: those jobs
-        # are not acknowledged.
-        acknowledged, last = await pushes
-        pushed_before_deliveries = last - started < 3
-
-        await self.daemon.spawn()
-        restarted = now()
+        os.kill(child, signal.SIGKILL)
+        killed = now()
+        acknowledged, _ = await pushes
         await self.all_delivered(worker, acknowledged, timeout=30)
-        took = now() - restarted
+        took = now() - killed
         await sleep(0.5)
         lost, duplicates = self.summary(
-            "b", acknowledged, worker, received_at_kill=at_kill,
-            worker_in_flight_at_kill=in_flight,
-            all_pushed_before_first_due=pushed_before_deliveries,
-            delivery_after_restart_s=f"{took:.2f}", max_concurrency=worker.max_concurrency)
+            f"c {self.driver} processes={self.processes}", acknowledged, worker,
+            received_at_kill=at_kill, worker_in_flight_at_kill=in_flight,
+            delivered_after_kill_s=f"{took:.2f}",
+            max_concurrency=worker.max_concurrency)
         self.assertEqual(lost, 0)
         self.assertLessEqual(duplicates, MAX_WORKERS)
         self.assertLessEqual(worker.max_concurrency, MAX_WORKERS)
         await eventually(self.queue_empty, 10, what="the queue to empty")
         self.assertEqual(await self.daemon.api.failed(QUEUE), [])
 
+        async def replaced() -> bool:
+            children = self.daemon.children
+            return len(children) == 1 and child not in children
+        await eventually(replaced, 10, what="a new child")
+        self.assertEqual(
+            [line for line in self.daemon.error_lines() if "Process 2 of 2 died" not in line],
+            [])
+
+
+# One kill per driver, where it matters most, to keep CI's time down: with sqlite the parent
+# dispatches every queue (it holds the file's dispatch lock), so killing it kills the
+# dispatcher; with MySQL the child dispatches the queue (define_queue), so killing it makes
+# the parent take the queue over while the node runs on.
+
+
+@only("test_b_kill9_of_the_parent_while_delivering")
+class SqliteProcessesDurabilityTests(_ProcessesDurabilityMixin, TestCase):
+    driver = "sqlite"
+
+
+@only("test_c_kill9_of_the_child_while_delivering")
+class MySQLProcessesDurabilityTests(_ProcessesDurabilityMixin, TestCase):
+    driver = "mysql"
+
+    def driver_options(self) -> tuple[str, ...]:
+        return mysqltools.daemon_database(self, "fwdur")[1]
