@@ -1,13 +1,14 @@
 """What the processes of one node (``--processes N``) tell each other over their peer link
-(``fireworq.peers``): wake-ups of the process dispatching a queue, and the figures behind
+(``fireworq.peers``): wake-ups of the process dispatching a queue, changes of queues and
+routings, and the figures behind
 the statistics and ``/metrics``, which answer for the whole node whichever process the
 connection landed on (docs/performance.md, "More than one core")."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Coroutine, Mapping
 
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,6 +27,9 @@ log = Logger()
 #: Seconds the answering process waits for the others' figures; one that has not answered
 #: by then (being restarted, say) is left out of that answer.
 FIGURES_TIMEOUT = 1.0
+#: Seconds a process that changed queues or routings waits for the others to have read them
+#: again before it answers; one that has not by then reads them at its next refresh.
+REFRESH_TIMEOUT = 1.0
 
 
 class WakeOthers:
@@ -62,6 +66,26 @@ class WakeOthers:
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
+
+
+class RefreshOthers:
+    """A change of queues or routings is in effect at once on the node that made it
+    (docs/api.md, DELETE /queue, pause), so on each of its processes: the one that made it
+    has the others read them again, and waits for that, before it answers, rather than
+    leaving them to their next refresh (``config_refresh_interval``)."""
+
+    def __init__(self, link: PeerLink,
+                 refresh: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._link = link
+        link.handle("refresh", lambda _: Deferred.fromCoroutine(refresh()))
+
+    async def refresh_elsewhere(self) -> None:
+        calls = [self._link.call(slot, "refresh", None, REFRESH_TIMEOUT)
+                 for slot in self._link.others]
+        for ok, value in await DeferredList(calls, consumeErrors=True):
+            if not ok:
+                log.debug("A process did not read the changed definitions: {why}",
+                          why=value.getErrorMessage())
 
 
 class NodeFigures:

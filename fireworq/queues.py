@@ -10,7 +10,7 @@ to as its queue is added.
 from __future__ import annotations
 
 from random import Random
-from typing import Callable, Sequence, Union
+from typing import Awaitable, Callable, Sequence, Union
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock
@@ -108,12 +108,19 @@ class QueueManager:
         push_concurrency: int = 1,
         max_pending_pushes: int = MAX_PENDING_PUSHES,
         wake_elsewhere: Callable[[str], None] | None = None,
+        changed_elsewhere: Callable[[], Awaitable[None]] | None = None,
         random: Callable[[], float] | None = None,
     ) -> None:
         """``wake_elsewhere(queue_name)``: with several processes (``--processes``), tells
-        the others of a job due now that this one stored and does not dispatch."""
+        the others of a job due now that this one stored and does not dispatch;
+        ``changed_elsewhere()`` has them read the queues and routings this one changed."""
         self._clock = clock
         self._wake_elsewhere = wake_elsewhere
+        self._changed_elsewhere = changed_elsewhere
+        #: One refresh at a time: an older read finishing after a newer one would bring a
+        #: deleted queue back until the next refresh.
+        self._refreshing = DeferredLock()
+        self._closing = False
         #: Draws the jitter of retry waits (docs/api.md, Retry policy): a float in [0, 1).
         self._random = random or Random().random
         self._store = store
@@ -157,8 +164,11 @@ class QueueManager:
         """Stop grabbing everywhere and wait for the deliveries in progress and their
         completion writes; after ``timeout`` seconds abandon those still running (their
         jobs stay grabbed until recovered). ``False`` when something was abandoned."""
+        self._closing = True
         if self._refresh.running:
             self._refresh.stop()
+        async with self._refreshing:  # one running could start dispatchers
+            pass
         dispatchers = [*self.dispatchers.values(), *self._retiring]
         waits = [dispatcher.stop() for dispatcher in dispatchers]
         expired = False
@@ -222,6 +232,7 @@ class QueueManager:
             # As stored: MySQL keeps the throttle rate with 7 significant digits.
             stored = await self._store.get_queue(definition.name) or definition
             await self._apply(stored)
+        await self._changed()
         return stored
 
     async def delete_queue(self, name: str) -> QueueDefinition:
@@ -229,6 +240,7 @@ class QueueManager:
         if deleted is None:
             raise NotFound("No such queue: %s" % name)
         self._remove(name)
+        await self._changed()
         return deleted
 
     async def set_paused(self, name: str, paused: bool) -> QueueDefinition:
@@ -238,6 +250,7 @@ class QueueManager:
         if stored is None:
             raise NotFound("No such queue: %s" % name)
         await self._apply(stored)
+        await self._changed()
         return stored
 
     async def _apply(self, definition: QueueDefinition) -> None:
@@ -281,6 +294,7 @@ class QueueManager:
             raise NotFound("No such queue: %s" % routing.queue_name)
         await self._store.put_routing(routing)
         self.routings[routing.job_category] = routing.queue_name
+        await self._changed()
         return routing
 
     async def delete_routing(self, category: str) -> Routing:
@@ -288,6 +302,7 @@ class QueueManager:
         if deleted is None:
             raise NotFound("No such routing: %s" % category)
         self.routings.pop(category, None)
+        await self._changed()
         return deleted
 
     # Refresh
@@ -300,8 +315,24 @@ class QueueManager:
         except Exception:
             log.failure("Refreshing definitions failed")
 
+    async def _changed(self) -> None:
+        if self._changed_elsewhere is not None:
+            await self._changed_elsewhere()
+
+    async def refresh_now(self) -> None:
+        """Another process of the node changed queues or routings: read them now, not at
+        the next refresh, since a change is in effect at once on the node that made it
+        (docs/api.md, DELETE /queue, pause)."""
+        if self._refresh.running:  # started, and not stopping
+            await self._refresh_tick()
+
     async def refresh(self, force: bool = False) -> None:
         """Load what changed in the store since the last look."""
+        async with self._refreshing:
+            if not self._closing:
+                await self._refresh_locked(force)
+
+    async def _refresh_locked(self, force: bool) -> None:
         revisions = await self._store.revisions()
         if force or revisions != self._revisions:
             stored = await self._store.list_queues()

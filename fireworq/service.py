@@ -46,7 +46,7 @@ from fireworq.lifecycle import (
     within,
 )
 from fireworq.logs import AccessLog, ErrorLog, LineWriter, QueueLog, stdout_bytes
-from fireworq.nodewide import NodeFigures, WakeOthers
+from fireworq.nodewide import NodeFigures, RefreshOthers, WakeOthers
 from fireworq.peers import PeerLink
 from fireworq.processes import ChildProcesses, become_child
 from fireworq.queues import QueueDefaults, QueueManager
@@ -122,9 +122,11 @@ class FireworqService(Service):
             self._queue_writer, reactor, config.queue_log_tag, config.queue_log_level
         )
         self._wake: WakeOthers | None = None
+        self._refresh_others: RefreshOthers | None = None
         self._spread: SpreadDeliverer | None = None
         if self._peers is not None:
             self._wake = WakeOthers(reactor, self._peers, lambda name: self.manager.wake(name))
+            self._refresh_others = RefreshOthers(self._peers, lambda: self.manager.refresh_now())
             self._spread = SpreadDeliverer(reactor, self._deliverer, self._peers,
                                            lambda name: self.manager.definition(name))
         self.manager = self._manager(self.store, self.ownership)
@@ -159,6 +161,8 @@ class FireworqService(Service):
             push_concurrency=PUSH_CONCURRENCY.get(config.driver, 1),
             max_pending_pushes=config.max_pending_pushes,
             wake_elsewhere=self._wake.wake_elsewhere if self._wake is not None else None,
+            changed_elsewhere=(self._refresh_others.refresh_elsewhere
+                               if self._refresh_others is not None else None),
         )
 
     def _api_resource(

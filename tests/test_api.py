@@ -1200,6 +1200,15 @@ class QueueDefinitionTests(APITestCase):
         self.assertEqual(self.node.manager.definition("other"), QueueDefinition("other", 300, 2))
         self.assertError(self.node.get("/queue/none/failed"), 404, "No such queue: none")
 
+    def test_refreshNow(self) -> None:
+        """When another process of the node says it changed queues, they are read at once,
+        not at the next refresh."""
+        self.node.store.memory._queues["other"] = QueueDefinition("other", 300, 2)
+        self.node.store.memory._queue_revision += 1
+        Deferred.fromCoroutine(self.node.manager.refresh_now())
+        self.node.advance(0)
+        self.assertEqual(self.node.manager.definition("other"), QueueDefinition("other", 300, 2))
+
     def test_storedLongName(self) -> None:
         """When the store holds a queue with a name over 46 characters (written by
         Fireworq), it is listed, read and deleted, but not known to the node."""

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import mysqltools
 from fireworq.config import load_config, settings
 from fireworq.processes import child_arguments
-from e2e import Daemon, Worker, always, bounded, eventually, sleep, slow, success
+from e2e import Daemon, Worker, always, bounded, eventually, gather, sleep, slow, success
 
 QUEUE = "mp"
 CATEGORY = "mp_cat"
@@ -241,6 +241,25 @@ class _ProcessesTests:
             return (stats["total_successes"], stats["total_failures"]) == (60, 0)
 
         await eventually(all_succeeded, 20, 0.1, "60 successes and no failure")
+        await self.daemon.stop()
+
+    async def test_a_deleted_queue_is_deleted_at_once_on_every_process(self) -> None:
+        """docs/api.md, DELETE /queue: the queue stops at once on this node, so on each of
+        its processes, not at their next refresh (an hour away here): once the DELETE is
+        answered, pushes to it are 404 on whichever process they land, and none is stored."""
+        case: Any = self
+        self.daemon.options.append("--config-refresh-interval=3600000")
+        await self.daemon.restart()
+        await eventually(self.all_children_listening, 30, 0.1, "every child to listen")
+        worker = await Worker.start(case, always(success()))
+        # Every process knows the queue (they read it from the store on a first request).
+        case.assertEqual(len(await self.push_many(worker.url(), 30)), 30)
+        await worker.wait_for(30, timeout=20)
+        await self.daemon.api.ok("DELETE", f"/queue/{QUEUE}")
+        replies = await gather(
+            self.daemon.api.push(CATEGORY, worker.url(), '{"n": %d}' % n) for n in range(30))
+        case.assertEqual([reply.code for reply in replies], [404] * 30,
+                         [reply.body for reply in replies if reply.code != 404])
         await self.daemon.stop()
 
     async def _listening_lines(self, count: int) -> bool:
