@@ -107,7 +107,11 @@ class FireworqService(Service):
                                            self._peers.environment_for)
         else:
             self._peers = PeerLink.from_environment(reactor, os.environ)
-        self.ownership = QueueOwnership(locks, reactor, preferred=_preferred(self._peers))
+        # The sqlite driver's one lock dispatches every queue in the process holding it: a
+        # preference there would leave each new queue undispatched for PREFERENCE_GRACE.
+        self.ownership = QueueOwnership(
+            locks, reactor,
+            preferred=None if isinstance(locks, FileLock) else _preferred(self._peers))
         delivery_settings = DeliverySettings(
             user_agent=config.dispatch_user_agent,
             keep_alive=config.dispatch_keep_alive,
