@@ -435,20 +435,19 @@ class MySQLE2ETests(DurableE2EMixin, TestCase):
 # The daemon as two processes (--processes 2, docs/performance.md, "More than one core"): the
 # test's requests, each on a connection of its own, land on either process, while one process
 # dispatches the queue. A selection of the scenarios, split over the drivers, to keep CI's
-# time down: max_workers and throttles exact for the node, wake-ups between the processes,
-# graceful stops of both, deferred jobs, the failure log read from either process, data kept
-# over a restart. test_success and test_failure_retried_max_retries_times are left out until
-# the statistics are node-wide: their stats figures are the process's the request lands on
-# (docs/performance.md, "What it does not do yet").
+# time down: node-wide stats, max_workers and throttles exact for the node, wake-ups between
+# the processes, graceful stops of both, deferred jobs, the failure log read from either
+# process, data kept over a restart.
 
 
-@only("test_permanent_failure_not_retried", "test_run_after", "test_throttle_rate",
-      "test_sigterm_finishes_the_delivery_in_flight")
+@only("test_success", "test_permanent_failure_not_retried", "test_run_after",
+      "test_throttle_rate", "test_sigterm_finishes_the_delivery_in_flight")
 class SqliteProcessesE2ETests(SqliteE2ETests):
     processes = 2
 
 
-@only("test_max_workers_never_exceeded", "test_push_wakes_the_dispatcher",
-      "test_restart_keeps_data", "test_shutdown_timeout_leaves_the_job_for_the_next_start")
+@only("test_failure_retried_max_retries_times", "test_max_workers_never_exceeded",
+      "test_push_wakes_the_dispatcher", "test_restart_keeps_data",
+      "test_shutdown_timeout_leaves_the_job_for_the_next_start")
 class MySQLProcessesE2ETests(MySQLE2ETests):
     processes = 2
