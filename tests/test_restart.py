@@ -301,17 +301,17 @@ class MySQLRestartTests(RestartMixin, TestCase):
 
 # With --processes 2 (docs/performance.md, "More than one core"): each generation is a parent
 # and its child on the inherited socket, both stopped gracefully by the parent's SIGTERM. One
-# supervisor per driver and three restarts keep CI's time down; the one-process classes
+# supervisor per driver and two restarts keep CI's time down; the one-process classes
 # above run both supervisors on both drivers ten times.
 
 
 @only("test_server_starter")
 class SqliteProcessesRestartTests(SqliteRestartTests):
     processes = 2
-    restarts = 3
+    restarts = 2
 
 
 @only("test_launcher")
 class MySQLProcessesRestartTests(MySQLRestartTests):
     processes = 2
-    restarts = 3
+    restarts = 2
