@@ -20,7 +20,7 @@ import marshal
 import os
 import socket
 import struct
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Coroutine, Mapping
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -271,6 +271,8 @@ class PeerLink:
             else:
                 log.failure("Peer message {op} failed", failure, op=op)
             return
+        if isinstance(result, Coroutine):
+            result = Deferred.fromCoroutine(result)
         if not isinstance(result, Deferred):
             if call_id:
                 connection.answer(call_id, True, result)

@@ -70,7 +70,7 @@ class PeerLinkTests(TestCase):
     async def _call_and_tell(self) -> None:
         first, second = self.links(2)
         second.handle("add", lambda body: body[0] + body[1])
-        second.handle("later", lambda body: Deferred.fromCoroutine(_later(body)))
+        second.handle("later", _later)  # a coroutine
         second.handle("fails", lambda body: 1 / 0)
         told: Deferred[Any] = Deferred()
         second.handle("note", told.callback)
