@@ -19,22 +19,23 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 import mysqltools
 from fireworq.config import load_config, settings
 from fireworq.processes import child_arguments
-from e2e import Daemon, Worker, always, bounded, eventually, gather, sleep, slow, success
+from e2e import (
+    Daemon,
+    Worker,
+    alive,
+    always,
+    bounded,
+    child_pids,
+    eventually,
+    gather,
+    sleep,
+    slow,
+    success,
+)
 
 QUEUE = "mp"
 CATEGORY = "mp_cat"
 PROCESSES = 3
-
-
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as listing:
-                found.extend(int(child) for child in listing.read().split())
-    except OSError:
-        pass
-    return found
 
 
 def connected_to(pids: list[int], port: int) -> dict[int, int]:
@@ -56,14 +57,6 @@ def connected_to(pids: list[int], port: int) -> dict[int, int]:
             if state == "01" and int(remote.split(":")[1], 16) == port and inode in owners:
                 found[owners[inode]] = found.get(owners[inode], 0) + 1
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class _ProcessesTests:
@@ -105,7 +98,7 @@ class _ProcessesTests:
     async def test_pushes_on_every_process_are_delivered(self) -> None:
         case: Any = self
         worker = await Worker.start(case, always(success()))
-        case.assertEqual(len(children(self.daemon.pid)), PROCESSES - 1)
+        case.assertEqual(len(child_pids(self.daemon.pid)), PROCESSES - 1)
         # With the parent stopped, only the children can accept and store pushes.
         os.kill(self.daemon.pid, signal.SIGSTOP)
         try:
@@ -143,7 +136,7 @@ class _ProcessesTests:
         acknowledged = await self.push_many(worker.url(), 20)
         case.assertEqual(len(acknowledged), 20)
         await worker.wait_for(10, timeout=30)  # max_workers deliveries in flight
-        pids = children(self.daemon.pid)
+        pids = child_pids(self.daemon.pid)
         case.assertEqual(len(pids), PROCESSES - 1)
         exit = await self.daemon.stop()
         case.assertEqual(exit.code, 0)
@@ -158,11 +151,11 @@ class _ProcessesTests:
     async def test_a_dead_child_is_started_again(self) -> None:
         case: Any = self
         self.daemon.check_errors = False  # the parent logs the child's death as an error
-        before = children(self.daemon.pid)
+        before = child_pids(self.daemon.pid)
         os.kill(before[0], signal.SIGKILL)
 
         async def replaced() -> bool:
-            now = children(self.daemon.pid)
+            now = child_pids(self.daemon.pid)
             return len(now) == PROCESSES - 1 and before[0] not in now
 
         await eventually(replaced, 30, 0.1, "a new child")
@@ -221,7 +214,7 @@ class _ProcessesTests:
         worker = await Worker.start(case, always(slow(0.5, success())))
         acknowledged = await self.push_many(worker.url(), 60)
         case.assertEqual(len(acknowledged), 60)
-        pids = [self.daemon.pid, *children(self.daemon.pid)]
+        pids = [self.daemon.pid, *child_pids(self.daemon.pid)]
         port = int(worker.url().split(":")[2].split("/")[0])
         seen: dict[int, int] = {}
 
@@ -272,7 +265,7 @@ class _ProcessesTests:
         acknowledged = await self.push_many(worker.url(), 40)
         case.assertEqual(len(acknowledged), 40)
         await worker.wait_for(5, timeout=30)
-        pids = children(self.daemon.pid)
+        pids = child_pids(self.daemon.pid)
         await self.daemon.kill9()
 
         async def gone() -> bool:
