@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Coroutine, Mapping
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -77,7 +77,7 @@ class RefreshOthers:
     def __init__(self, link: PeerLink,
                  refresh: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._link = link
-        link.handle("refresh", lambda _: Deferred.fromCoroutine(refresh()))
+        link.handle("refresh", lambda _: refresh())
 
     async def refresh_elsewhere(self) -> None:
         calls = [self._link.call(slot, "refresh", None, REFRESH_TIMEOUT)
@@ -96,23 +96,23 @@ class NodeFigures:
         self._link = link
         self._local = local
         if link is not None:
-            link.handle("figures", lambda _: self._mine(with_process=True))
+            link.handle("figures", lambda _: self._mine())
 
-    def _mine(self, with_process: bool) -> dict[str, Any]:
+    def _mine(self) -> dict[str, Any]:
+        """What this process answers another's ``figures``."""
         return {
             "queues": {name: snapshot_to_json(s) for name, s in self._local().items()},
-            "process": process_figures() if with_process else {},
+            "process": process_figures(),
         }
 
-    async def _gather(self, with_process: bool) -> list[dict[str, Any]]:
-        """This process's figures first, then those of every other process that answered
-        in time (``FIGURES_TIMEOUT``)."""
-        parts = [self._mine(with_process)]
+    async def _others(self) -> list[dict[str, Any]]:
+        """The figures of every other process that answered in time (``FIGURES_TIMEOUT``)."""
         link = self._link
         if link is None or not link.others:
-            return parts
+            return []
         calls = [link.call(slot, "figures", None, FIGURES_TIMEOUT) for slot in link.others]
         answers = await DeferredList(calls, consumeErrors=True)
+        parts = []
         for slot, (ok, value) in zip(link.others, answers):
             if ok:
                 parts.append(value)
@@ -124,22 +124,22 @@ class NodeFigures:
 
     async def snapshots(self) -> dict[str, QueueSnapshot]:
         """The queues this process knows, each with the figures of the whole node."""
-        if self._link is None:
-            return dict(self._local())
-        return _merged(await self._gather(with_process=False))
+        return _merged(self._local(), await self._others())
 
     async def with_process(self) -> tuple[dict[str, QueueSnapshot], dict[str, float]]:
-        """``snapshots()`` and the node's process figures (``/metrics``)."""
-        if self._link is None:
-            return dict(self._local()), process_figures()
-        parts = await self._gather(with_process=True)
-        return _merged(parts), node_process_figures([part["process"] for part in parts])
+        """``snapshots()`` and the node's process figures (``/metrics``); empty when this
+        process is the whole node (its own are read as the metrics are rendered)."""
+        others = await self._others()
+        if not others:
+            return dict(self._local()), {}
+        return (_merged(self._local(), others),
+                node_process_figures([process_figures(), *(part["process"] for part in others)]))
 
 
-def _merged(parts: list[dict[str, Any]]) -> dict[str, QueueSnapshot]:
-    found: dict[str, list[QueueSnapshot]] = {
-        name: [snapshot_from_json(figures)] for name, figures in parts[0]["queues"].items()}
-    for part in parts[1:]:
+def _merged(mine: Mapping[str, QueueSnapshot], others: list[dict[str, Any]]
+            ) -> dict[str, QueueSnapshot]:
+    found: dict[str, list[QueueSnapshot]] = {name: [s] for name, s in mine.items()}
+    for part in others:
         for name, figures in part["queues"].items():
             if name in found:  # a queue this process does not know (yet) is left out
                 found[name].append(snapshot_from_json(figures))

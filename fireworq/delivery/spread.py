@@ -21,7 +21,7 @@ import json
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from fireworq.dispatch.dispatcher import Deliverer
@@ -177,11 +177,7 @@ class SpreadDeliverer:
         those being served are done."""
         self._stopping = True
         if not self._serving:
-            return Deferred.fromCoroutine(_nothing())
+            return succeed(None)
         waiter: Deferred[None] = Deferred()
         self._idle.append(waiter)
         return waiter
-
-
-async def _nothing() -> None:
-    return None

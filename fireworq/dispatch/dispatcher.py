@@ -332,6 +332,8 @@ class QueueDispatcher:
         """Polled by a ticker that checks the tables of several queues at once."""
         if not self._can_grab():
             return None
+        # A backlog with no grab on its way (a wake-up came while a grab that then failed
+        # was running) is grabbed now; otherwise ask the store.
         if self._backlog:
             self.wake()
             return None
@@ -343,14 +345,10 @@ class QueueDispatcher:
     def _tick(self) -> Deferred[None] | None:
         # Plain callbacks rather than a coroutine: every idle queue ticks five times a second.
         try:
-            if not self._can_grab():
+            table = self.poll_table()
+            if table is None:
                 return None
-            # A backlog with no grab on its way (a wake-up came while a grab that then
-            # failed was running) is grabbed now; otherwise ask the store.
-            if self._backlog:
-                self.wake()
-                return None
-            checking: Deferred[bool] = ensureDeferred(self._due_check(self.table))
+            checking: Deferred[bool] = ensureDeferred(self._due_check(table))
         except Exception:
             log.failure("Polling queue {queue} failed", queue=self.definition.name)
             return None

@@ -8,9 +8,9 @@ due checks share one query), each skipped while its previous check is still runn
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Collection, Protocol, Sequence
+from typing import Any, Callable, Collection, Coroutine, Protocol, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -23,7 +23,7 @@ log = Logger()
 #: A dispatcher's poll: a Deferred while its due check runs, else None.
 Poll = Callable[[], "Deferred[None] | None"]
 #: Which of these job tables have a due job: one query for all of them.
-DueTables = Callable[[Sequence[str]], Awaitable[Collection[str]]]
+DueTables = Callable[[Sequence[str]], Coroutine[Any, Any, Collection[str]]]
 
 
 class Polled(Protocol):
@@ -98,7 +98,7 @@ class _Group:
         def ended(_: object) -> None:
             self._checking = False
 
-        checking = Deferred.fromCoroutine(_awaited(due_tables(sorted(waiting))))
+        checking: Deferred[Collection[str]] = ensureDeferred(due_tables(sorted(waiting)))
         checking.addCallbacks(found, failed).addBoth(ended)
 
     def _checked(self, _: object, poll: Poll) -> None:
@@ -159,7 +159,3 @@ class PollTicker:
         group = self._group(interval)
         group.polled.add(polled)
         return self._remover(interval, group, lambda: group.polled.discard(polled))
-
-
-async def _awaited(result: Awaitable[Collection[str]]) -> Collection[str]:
-    return await result
