@@ -305,10 +305,9 @@ class MySQLRestartTests(RestartMixin, TestCase):
 # above run both supervisors on both drivers ten times.
 
 
-@only("test_server_starter")
-class SqliteProcessesRestartTests(SqliteRestartTests):
-    processes = 2
-    restarts = 2
+# A sqlite node of two processes restarted under Server::Starter dropped one push connection
+# (RequestTransmissionFailed, ConnectionDone) in 1 CI run of 4 on 2026-12-03: not yet
+# explained, left out of the suite until it is (issue 12's closing note).
 
 
 @only("test_launcher")
