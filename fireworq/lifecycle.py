@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import signal
 import socket
 import stat
 import sys
+import termios
 from types import FrameType
 from typing import Any, Callable, Sequence
 
@@ -99,13 +101,28 @@ async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: f
                 channel.idle_since = None
                 for request in channel.requests:
                     request.close_after_response()
-            elif channel.idle_since is None:
+            elif channel.idle_since is None or unread_bytes(channel.transport):
+                # Bytes waiting in the socket are a request the reactor has not read yet (it
+                # was busy, or the process starved): closing now would lose it.
                 channel.idle_since = now
             elif now - channel.idle_since >= IDLE_CLOSE_AFTER:
                 channel.loseConnection()  # type: ignore[no-untyped-call]
         await deferLater(clock, DRAIN_STEP, lambda: None)
     for channel in list(site.channels):
         channel.transport.abortConnection()  # type: ignore[union-attr]
+
+
+def unread_bytes(transport: Any) -> int:
+    """How many received bytes wait in a connection's socket (0 when that cannot be told)."""
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is None:
+        return 0
+    try:
+        waiting = bytearray(4)
+        fcntl.ioctl(get_handle().fileno(), termios.FIONREAD, waiting)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return int.from_bytes(waiting, sys.byteorder)
 
 
 async def within(clock: IReactorTime, waited: Deferred[Any], deadline: float) -> bool:
