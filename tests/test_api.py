@@ -1188,10 +1188,16 @@ class QueueDefinitionTests(APITestCase):
     def test_storedElsewhere(self) -> None:
         """When a queue was defined through another process of the node (docs/performance.md,
         More than one core) or another node since this one last looked, the routes of the
-        queue's jobs and failure log find it in the store rather than answering 404 No such
-        queue, and the node knows it from then on."""
+        queue's jobs, failure log, statistics and node find it in the store rather than
+        answering 404 No such queue, and the node knows it from then on."""
         self.node.store.memory._queues["other"] = QueueDefinition("other", 300, 2)
         self.node.store.memory._queue_revision += 1
+        stats = self.node.get("/queue/other/stats")
+        self.assertEqual((stats.status, "total_workers" in stats.json()), (200, True))
+        self.node.store.memory._queues["another"] = QueueDefinition("another", 300, 2)
+        self.node.store.memory._queue_revision += 1
+        self.assertNotEqual(self.node.get("/queue/another/node").json(),
+                            {"error": "No such queue: another"})
         for suffix in ("/waiting", "/grabbed", "/deferred", "/failed"):
             response = self.node.get("/queue/other" + suffix)
             self.assertEqual(response.status, 200, suffix)

@@ -376,14 +376,9 @@ class FireworqAPI:
         resumed = await self._manager.set_paused(queue_name, False)
         return respond_json(request, render.queue_definition(resumed))
 
-    def _known(self, queue_name: str) -> QueueDefinition:
-        definition = self._manager.definition(queue_name)
-        if definition is None:
-            raise NotFound("No such queue: %s" % queue_name)
-        return definition
-
     async def _stored(self, queue_name: str) -> QueueDefinition:
-        """L{_known}, or as stored when defined elsewhere since the last refresh."""
+        """The queue as this process knows it, or as stored when it was defined elsewhere
+        since the last refresh."""
         definition = await self._manager.known(queue_name)
         if definition is None:
             raise NotFound("No such queue: %s" % queue_name)
@@ -391,7 +386,7 @@ class FireworqAPI:
 
     @app.route("/queue/<queue_name>/node", methods=["GET"])
     async def node(self, request: IRequest, queue_name: str) -> bytes:
-        self._known(queue_name)
+        await self._stored(queue_name)
         node = await self._ownership.node(queue_name)
         if node is None:
             raise NotFound("No node is active for this queue")
@@ -405,7 +400,7 @@ class FireworqAPI:
 
     @app.route("/queue/<queue_name>/stats", methods=["GET"])
     async def queue_stats(self, request: IRequest, queue_name: str) -> bytes:
-        self._known(queue_name)
+        await self._stored(queue_name)
         snapshots = await self._figures.snapshots()
         snapshot = snapshots.get(queue_name)
         if snapshot is None:  # deleted meanwhile
