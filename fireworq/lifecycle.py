@@ -24,7 +24,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from fireworq.api.site import FireworqSite
+from fireworq.api.site import FireworqChannel, FireworqSite
 from fireworq.config import Config
 from fireworq.inherited import InheritedSocket
 
@@ -101,15 +101,22 @@ async def drain_connections(site: FireworqSite, clock: IReactorTime, deadline: f
                 channel.idle_since = None
                 for request in channel.requests:
                     request.close_after_response()
-            elif channel.idle_since is None or unread_bytes(channel.transport):
-                # Bytes waiting in the socket are a request the reactor has not read yet (it
-                # was busy, or the process starved): closing now would lose it.
+            elif channel.idle_since is None or receiving(channel):
                 channel.idle_since = now
             elif now - channel.idle_since >= IDLE_CLOSE_AFTER:
                 channel.loseConnection()  # type: ignore[no-untyped-call]
         await deferLater(clock, DRAIN_STEP, lambda: None)
     for channel in list(site.channels):
         channel.transport.abortConnection()  # type: ignore[union-attr]
+
+
+def receiving(channel: FireworqChannel) -> bool:
+    """Whether a request has begun to arrive on a connection without a request yet: the
+    start of its first line read (a slow client), or bytes still waiting in the socket that
+    the reactor has not read (it was busy, or the process starved). Closing the connection
+    now would lose that request."""
+    # LineReceiver keeps what it read of a line that is not complete in _buffer.
+    return bool(getattr(channel, "_buffer", b"")) or unread_bytes(channel.transport) > 0
 
 
 def unread_bytes(transport: Any) -> int:

@@ -88,6 +88,26 @@ class DrainTests(TestCase):
         clock.advance(DRAIN_STEP)
         await draining
 
+    async def test_request_line_in_progress_is_answered(self) -> None:
+        """A slow client's request that has begun to arrive is a request in progress."""
+        self.client.sendall(REQUEST)
+        await self._read_until(b"hello")
+        self.received = b""
+        clock = Clock()
+        draining = ensureDeferred(drain_connections(self.site, clock, deadline=60.0))
+        self.client.sendall(REQUEST[:7])
+        await deferLater(reactor, 0.05, lambda: None)  # read by the daemon by now
+        for _ in range(int(IDLE_CLOSE_AFTER / DRAIN_STEP) + 5):
+            clock.advance(DRAIN_STEP)
+        self.client.sendall(REQUEST[7:])
+        await self._read_until(b"hello")
+        self.assertTrue(self.received.startswith(b"HTTP/1.1 200 "), self.received)
+        self.assertIn(b"connection: close", self.received.lower())
+        await eventually(self._no_channels, 5, step=0.01,
+                         what="the connection closed after the answer")
+        clock.advance(DRAIN_STEP)
+        await draining
+
     async def test_idle_connection_closed(self) -> None:
         self.client.sendall(REQUEST)
         await self._read_until(b"hello")
