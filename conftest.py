@@ -2,13 +2,29 @@
 
 With ``FIREWORQ_TEST_REQUIRE_MYSQL`` set (CI), a run in which any test was skipped fails:
 a skipped MariaDB test must not pass for a green build.
+
+Every test is a method of a trial ``TestCase``: a plain test function makes pytest-twisted
+run the reactor in a greenlet of its own, and every trial test after it then fails with an
+unclean reactor (seen: one such function before tests/test_signals.py failed all of it).
+Collection refuses them.
 """
 
 from __future__ import annotations
 
 import os
+import unittest
 
 import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    plain = [item.nodeid for item in items
+             if not (isinstance(getattr(item, "cls", None), type)
+                     and issubclass(item.cls, unittest.TestCase))]  # type: ignore[attr-defined]
+    if plain:
+        raise pytest.UsageError(
+            "tests must be methods of a twisted.trial.unittest.TestCase (see conftest.py);"
+            " not: " + ", ".join(plain))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
