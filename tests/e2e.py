@@ -28,7 +28,7 @@ import signal
 import socket
 import sys
 import tempfile
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 import attrs
 from treq.client import HTTPClient
@@ -43,6 +43,8 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+
+import mysqltools
 
 reactor: Any = _reactor
 
@@ -757,8 +759,47 @@ async def bounded(coroutines: Iterable[Callable[[], Awaitable[Any]]], limit: int
     return results
 
 
+if TYPE_CHECKING:
+    _Base = TestCase
+else:
+    _Base = object
+
+
+class DaemonScenarios(_Base):
+    """Mixed into a trial ``TestCase``: a worker and a daemon of ``driver`` started for each
+    test; on mysql, each test on a database of its own (named after ``database_prefix``),
+    created before its daemon starts and dropped after it is gone."""
+
+    driver: str
+    #: Extra daemon options of the driver (set here for mysql: the DSN).
+    driver_options: tuple[str, ...] = ()
+    #: ``--processes`` of the daemon (docs/performance.md, "More than one core").
+    processes: int = 1
+    database_prefix = "fwe2e"
+
+    worker: Worker
+    daemon: Daemon
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]
+        return Deferred.fromCoroutine(self._setUp())
+
+    async def _setUp(self) -> None:
+        if self.driver == "mysql":
+            self.database, self.driver_options = mysqltools.daemon_database(
+                self, self.database_prefix)
+        self.worker = await self.start_worker()
+        self.daemon = await self.start_daemon()
+
+    async def start_worker(self) -> Worker:
+        return await Worker.start(self)
+
+    async def start_daemon(self, *options: str) -> Daemon:
+        return await Daemon.start(self, self.driver, (*self.driver_options, *options),
+                                  processes=self.processes)
+
+
 __all__ = [
-    "Answer", "ApiClient", "Daemon", "Exit", "LISTENING", "Received", "Reply", "Worker",
+    "Answer", "ApiClient", "Daemon", "DaemonScenarios", "Exit", "LISTENING", "Received", "Reply", "Worker",
     "alive", "always", "bounded", "child_pids", "eventually", "failure", "free_port", "gather",
     "in_directory", "not_json", "now", "only", "permanent_failure", "processes_ended", "sleep",
     "slow", "success", "unknown_status", "with_timeout", "USER_AGENT",

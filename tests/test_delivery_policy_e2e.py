@@ -8,14 +8,12 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from standardwebhooks.webhooks import Webhook
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-import mysqltools
-from e2e import Answer, Daemon, Received, Worker, eventually, now
+from e2e import Answer, DaemonScenarios, Received, Worker, eventually, now
 
 from fireworq.times import parse_ms
 
@@ -23,12 +21,6 @@ QUEUE = "hooks"
 CATEGORY = "notify"
 SECRETS = ["whsec_" + base64.b64encode(b"%d" % n * 32).decode() for n in (1, 2)]
 REDACTED = "whsec_\u2026(redacted)"
-
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    _Base = object
-
 
 def answers(received: Received, attempts: list[Received]) -> Answer:
     attempts.append(received)
@@ -40,17 +32,12 @@ def answers(received: Received, attempts: list[Received]) -> Answer:
     return Answer(b"no such user", 404, content_type="text/plain")
 
 
-class PolicyE2EMixin(_Base):
-    driver: str
-    driver_options: tuple[str, ...] = ()
+class PolicyE2EMixin(DaemonScenarios):
+    database_prefix = "fwpol"
 
-    def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        return Deferred.fromCoroutine(self._setUp())
-
-    async def _setUp(self) -> None:
+    async def start_worker(self) -> Worker:
         self.attempts: list[Received] = []
-        self.worker = await Worker.start(self, lambda r: answers(r, self.attempts))
-        self.daemon = await Daemon.start(self, self.driver, self.driver_options)
+        return await Worker.start(self, lambda r: answers(r, self.attempts))
 
     async def test_policy(self) -> None:
         api = self.daemon.api
@@ -118,7 +105,3 @@ class InMemoryPolicyE2ETests(PolicyE2EMixin, TestCase):
 
 class MySQLPolicyE2ETests(PolicyE2EMixin, TestCase):
     driver = "mysql"
-
-    async def _setUp(self) -> None:
-        self.database, self.driver_options = mysqltools.daemon_database(self, "fwpol")
-        await super()._setUp()

@@ -7,17 +7,14 @@ driver runs them, and a selection runs with ``--processes 2`` (see the end of th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-import mysqltools
 from e2e import (
     USER_AGENT,
-    Daemon,
+    DaemonScenarios,
     Exit,
-    Worker,
     always,
     eventually,
     failure,
@@ -35,35 +32,11 @@ from e2e import (
 QUEUE = "q"
 CATEGORY = "cat"
 
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    _Base = object
 
-
-class E2EMixin(_Base):
+class E2EMixin(DaemonScenarios):
     """The scenarios, for one driver (``driver``; ``durable`` when jobs survive a restart)."""
 
-    driver: str
     durable: bool
-    #: Extra daemon options of the driver (a DSN, say).
-    driver_options: tuple[str, ...] = ()
-    #: ``--processes`` of the daemon (docs/performance.md, "More than one core").
-    processes: int = 1
-
-    worker: Worker
-    daemon: Daemon
-
-    def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        return Deferred.fromCoroutine(self._setUp())
-
-    async def _setUp(self) -> None:
-        self.worker = await Worker.start(self)
-        self.daemon = await self.start_daemon()
-
-    async def start_daemon(self, *options: str) -> Daemon:
-        return await Daemon.start(self, self.driver, (*self.driver_options, *options),
-                                  processes=self.processes)
 
     async def queue(self, name: str = QUEUE, category: str = CATEGORY, **definition: Any) -> Any:
         stored = await self.daemon.api.put_queue(name, **definition)
@@ -423,13 +396,6 @@ class MySQLE2ETests(DurableE2EMixin, TestCase):
     Skipped when the server cannot be reached (failed with FIREWORQ_TEST_REQUIRE_MYSQL)."""
 
     driver = "mysql"
-
-    async def _setUp(self) -> None:
-        self.database = mysqltools.create_database("fwe2e")
-        # Registered before the daemon's cleanup, so it runs after it (cleanups are LIFO).
-        self.addCleanup(mysqltools.drop_database, self.database)
-        self.driver_options = (f"--mysql-dsn={mysqltools.dsn_text(self.database)}",)
-        await super()._setUp()
 
 
 # The daemon as two processes (--processes 2, docs/performance.md, "More than one core"): the

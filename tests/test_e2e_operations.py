@@ -6,16 +6,13 @@ pausing and resuming, and failure-log retention.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
-import mysqltools
 from e2e import (
-    Daemon,
-    Worker,
+    DaemonScenarios,
     always,
     bounded,
     eventually,
@@ -30,12 +27,6 @@ CATEGORY = "ops_job"
 #: Failure-log entries of the bulk retry test: four of the store's bulk batches (BULK_BATCH).
 BULK_ENTRIES = 2000
 
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    _Base = object
-
-
 def metric(text: str, name: str, queue: str = QUEUE) -> float | None:
     prefix = '%s{queue="%s"} ' % (name, queue)
     for line in text.splitlines():
@@ -44,20 +35,9 @@ def metric(text: str, name: str, queue: str = QUEUE) -> float | None:
     return None
 
 
-class OperationsMixin(_Base):
-    driver: str
+class OperationsMixin(DaemonScenarios):
     durable: bool
-    driver_options: tuple[str, ...] = ()
-
-    worker: Worker
-    daemon: Daemon
-
-    def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        return Deferred.fromCoroutine(self._setUp())
-
-    async def _setUp(self) -> None:
-        self.worker = await Worker.start(self)
-        self.daemon = await Daemon.start(self, self.driver, self.driver_options)
+    database_prefix = "fwops"
 
     async def queue(self, **definition: Any) -> Any:
         stored = await self.daemon.api.put_queue(QUEUE, **definition)
@@ -262,9 +242,3 @@ class InMemoryOperationsTests(OperationsMixin, TestCase):
 
 class MySQLOperationsTests(DurableOperationsMixin, TestCase):
     driver = "mysql"
-
-    async def _setUp(self) -> None:
-        self.database = mysqltools.create_database("fwops")
-        self.addCleanup(mysqltools.drop_database, self.database)
-        self.driver_options = (f"--mysql-dsn={mysqltools.dsn_text(self.database)}",)
-        await super()._setUp()

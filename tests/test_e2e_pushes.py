@@ -6,36 +6,22 @@ at once through two MySQL nodes.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 import mysqltools
-from e2e import Daemon, Worker, eventually, gather, now, sleep
+from e2e import Daemon, DaemonScenarios, Worker, eventually, gather, now, sleep
 
 QUEUE = "pushes"
 CATEGORY = "pushes_job"
 
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    _Base = object
-
-
-class PushesMixin(_Base):
-    driver: str
-    driver_options: tuple[str, ...] = ()
-
-    worker: Worker
-    daemon: Daemon
-
-    def setUp(self) -> Deferred[None]:  # type: ignore[override]
-        return Deferred.fromCoroutine(self._setUp())
+class PushesMixin(DaemonScenarios):
+    database_prefix = "fwpushes"
 
     async def _setUp(self) -> None:
-        self.worker = await Worker.start(self)
-        self.daemon = await Daemon.start(self, self.driver, self.driver_options)
+        await super()._setUp()
         await self.daemon.api.put_queue(QUEUE, max_workers=50, polling_interval=100)
         await self.daemon.api.put_routing(CATEGORY, QUEUE)
 
@@ -121,12 +107,6 @@ class InMemoryPushesTests(PushesMixin, TestCase):
 
 class MySQLPushesTests(DurablePushesMixin, TestCase):
     driver = "mysql"
-
-    async def _setUp(self) -> None:
-        self.database = mysqltools.create_database("fwpushes")
-        self.addCleanup(mysqltools.drop_database, self.database)
-        self.driver_options = (f"--mysql-dsn={mysqltools.dsn_text(self.database)}",)
-        await super()._setUp()
 
 
 class MySQLClusterPushesTests(TestCase):
