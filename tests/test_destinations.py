@@ -410,6 +410,4 @@ class MySQLDaemonTests(DaemonMixin, WorkerTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        database = mysqltools.create_database("fwaccess")
-        self.addCleanup(mysqltools.drop_database, database)
-        self.driver_options = (f"--mysql-dsn={mysqltools.dsn_text(database)}",)
+        _, self.driver_options = mysqltools.daemon_database(self, "fwaccess")
