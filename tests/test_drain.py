@@ -54,70 +54,63 @@ class DrainTests(TestCase):
             return chunk == b"" or self.received.endswith(ending)
         await eventually(arrived, 5, step=0.01, what="the daemon's answer")
 
-    async def _no_channels(self) -> bool:
-        return not self.site.channels
-
     def _channel(self) -> FireworqChannel:
         [channel] = self.site.channels
         return channel
 
-    async def test_sent_but_unread_request_is_answered(self) -> None:
-        """The reactor may be busy (a starved or blocked process) while the drain's timer
-        comes due: a request waiting unread in the socket is not an idle connection."""
+    async def _kept_connection_draining(self) -> None:
+        """One request answered on the kept connection, then the drain started (its time
+        on ``self.clock``)."""
         self.client.sendall(REQUEST)
         await self._read_until(b"hello")
         self.assertNotIn(b"connection: close", self.received.lower())
         self.received = b""
-        clock = Clock()
-        draining = ensureDeferred(drain_connections(self.site, clock, deadline=60.0))
+        self.clock = Clock()
+        self.draining = ensureDeferred(drain_connections(self.site, self.clock, deadline=60.0))
+
+    def _past_idle_time(self) -> None:
+        for _ in range(int(IDLE_CLOSE_AFTER / DRAIN_STEP) + 5):
+            self.clock.advance(DRAIN_STEP)
+
+    async def _drained(self, what: str) -> None:
+        async def no_channels() -> bool:
+            return not self.site.channels
+        await eventually(no_channels, 5, step=0.01, what=what)
+        self.clock.advance(DRAIN_STEP)
+        await self.draining
+
+    async def _answered_and_closed(self) -> None:
+        await self._read_until(b"hello")
+        self.assertTrue(self.received.startswith(b"HTTP/1.1 200 "), self.received)
+        self.assertIn(b"connection: close", self.received.lower())
+        await self._drained("the connection closed after the answer")
+
+    async def test_sent_but_unread_request_is_answered(self) -> None:
+        """The reactor may be busy (a starved or blocked process) while the drain's timer
+        comes due: a request waiting unread in the socket is not an idle connection."""
+        await self._kept_connection_draining()
         # The daemon does not read (yet) what the client sends now.
         channel = self._channel()
         channel.transport.stopReading()  # type: ignore[union-attr]
         self.client.sendall(REQUEST)
         await deferLater(reactor, 0.05, lambda: None)  # in the daemon's socket by now
-        for _ in range(int(IDLE_CLOSE_AFTER / DRAIN_STEP) + 5):
-            clock.advance(DRAIN_STEP)
+        self._past_idle_time()
         self.assertIn(channel, self.site.channels)
         channel.transport.startReading()  # type: ignore[union-attr]
-        await self._read_until(b"hello")
-        self.assertTrue(self.received.startswith(b"HTTP/1.1 200 "), self.received)
-        self.assertIn(b"connection: close", self.received.lower())
-        self.assertTrue(self.received.endswith(b"hello"))
-        await eventually(self._no_channels, 5, step=0.01,
-                         what="the connection closed after the answer")
-        clock.advance(DRAIN_STEP)
-        await draining
+        await self._answered_and_closed()
 
     async def test_request_line_in_progress_is_answered(self) -> None:
         """A slow client's request that has begun to arrive is a request in progress."""
-        self.client.sendall(REQUEST)
-        await self._read_until(b"hello")
-        self.received = b""
-        clock = Clock()
-        draining = ensureDeferred(drain_connections(self.site, clock, deadline=60.0))
+        await self._kept_connection_draining()
         self.client.sendall(REQUEST[:7])
         await deferLater(reactor, 0.05, lambda: None)  # read by the daemon by now
-        for _ in range(int(IDLE_CLOSE_AFTER / DRAIN_STEP) + 5):
-            clock.advance(DRAIN_STEP)
+        self._past_idle_time()
         self.client.sendall(REQUEST[7:])
-        await self._read_until(b"hello")
-        self.assertTrue(self.received.startswith(b"HTTP/1.1 200 "), self.received)
-        self.assertIn(b"connection: close", self.received.lower())
-        await eventually(self._no_channels, 5, step=0.01,
-                         what="the connection closed after the answer")
-        clock.advance(DRAIN_STEP)
-        await draining
+        await self._answered_and_closed()
 
     async def test_idle_connection_closed(self) -> None:
-        self.client.sendall(REQUEST)
-        await self._read_until(b"hello")
-        self.received = b""
-        clock = Clock()
-        draining = ensureDeferred(drain_connections(self.site, clock, deadline=60.0))
-        for _ in range(int(IDLE_CLOSE_AFTER / DRAIN_STEP) + 5):
-            clock.advance(DRAIN_STEP)
+        await self._kept_connection_draining()
+        self._past_idle_time()
         await self._read_until(b"\0never")
         self.assertEqual(self.received, b"")  # closed by the daemon, no answer to nothing
-        await eventually(self._no_channels, 5, step=0.01, what="the daemon's side closed")
-        clock.advance(DRAIN_STEP)
-        await draining
+        await self._drained("the daemon's side closed")
