@@ -18,9 +18,11 @@ import pytest
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    plain = [item.nodeid for item in items
-             if not (isinstance(getattr(item, "cls", None), type)
-                     and issubclass(item.cls, unittest.TestCase))]  # type: ignore[attr-defined]
+    def in_test_case(item: pytest.Item) -> bool:
+        cls = getattr(item, "cls", None)
+        return isinstance(cls, type) and issubclass(cls, unittest.TestCase)
+
+    plain = [item.nodeid for item in items if not in_test_case(item)]
     if plain:
         raise pytest.UsageError(
             "tests must be methods of a twisted.trial.unittest.TestCase (see conftest.py);"

@@ -799,7 +799,8 @@ class DaemonScenarios(_Base):
 
 
 __all__ = [
-    "Answer", "ApiClient", "Daemon", "DaemonScenarios", "Exit", "LISTENING", "Received", "Reply", "Worker",
+    "Answer", "ApiClient", "Daemon", "DaemonScenarios", "Exit", "LISTENING", "Received",
+    "Reply", "Worker",
     "alive", "always", "bounded", "child_pids", "eventually", "failure", "free_port", "gather",
     "in_directory", "not_json", "now", "only", "permanent_failure", "processes_ended", "sleep",
     "slow", "success", "unknown_status", "with_timeout", "USER_AGENT",
