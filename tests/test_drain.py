@@ -12,14 +12,20 @@ import socket
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from e2e import eventually
 from fireworq.api.site import FireworqChannel, FireworqSite
-from fireworq.lifecycle import DRAIN_STEP, IDLE_CLOSE_AFTER, drain_connections
+from fireworq.lifecycle import (
+    DRAIN_STEP,
+    IDLE_CLOSE_AFTER,
+    drain_connections,
+    receiving,
+    unread_bytes,
+)
 from fireworq.logs import AccessLog, LineWriter
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: fireworq\r\n\r\n"
@@ -93,7 +99,10 @@ class DrainTests(TestCase):
         channel = self._channel()
         channel.transport.stopReading()  # type: ignore[union-attr]
         self.client.sendall(REQUEST)
-        await deferLater(reactor, 0.05, lambda: None)  # in the daemon's socket by now
+
+        async def in_the_socket() -> bool:
+            return unread_bytes(channel.transport) == len(REQUEST)
+        await eventually(in_the_socket, 5, step=0.01, what="the request in the daemon's socket")
         self._past_idle_time()
         self.assertIn(channel, self.site.channels)
         channel.transport.startReading()  # type: ignore[union-attr]
@@ -103,7 +112,10 @@ class DrainTests(TestCase):
         """A slow client's request that has begun to arrive is a request in progress."""
         await self._kept_connection_draining()
         self.client.sendall(REQUEST[:7])
-        await deferLater(reactor, 0.05, lambda: None)  # read by the daemon by now
+
+        async def read() -> bool:
+            return receiving(self._channel()) and unread_bytes(self._channel().transport) == 0
+        await eventually(read, 5, step=0.01, what="the start of the request read")
         self._past_idle_time()
         self.client.sendall(REQUEST[7:])
         await self._answered_and_closed()
