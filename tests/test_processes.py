@@ -95,6 +95,24 @@ class _ProcessesTests:
         await bounded([push(n) for n in range(first, first + count)], 8)
         return acknowledged
 
+    async def delivered(self, worker: Worker, count: int, timeout: float) -> None:
+        """Wait for ``count`` deliveries. A timeout says where the jobs were (the queue's
+        stats, its node and failure log, the processes' log), to tell a lost wake-up from
+        a slow delivery."""
+        try:
+            await worker.wait_for(count, timeout=timeout)
+        except Exception as error:
+            details = [str(error)]
+            for route in ("stats", "node", "failed"):
+                path = f"/queue/{QUEUE}/{route}"
+                try:
+                    reply = await self.daemon.api.request("GET", path, timeout=5)
+                    details.append(f"{path}: {reply.code} {reply.body[:2000]!r}")
+                except Exception as failure:
+                    details.append(f"{path}: {failure!r}")
+            details.append("the processes' log:\n" + self.daemon.stderr()[-30000:])
+            raise AssertionError("\n".join(details)) from error
+
     async def test_pushes_on_every_process_are_delivered(self) -> None:
         case: Any = self
         worker = await Worker.start(case, always(success()))
@@ -127,7 +145,7 @@ class _ProcessesTests:
         finally:
             os.kill(self.daemon.pid, signal.SIGCONT)
         case.assertEqual(len(acknowledged), 30)
-        await worker.wait_for(30, timeout=20)
+        await self.delivered(worker, 30, timeout=20)
         await self.daemon.stop()
 
     async def test_graceful_stop_waits_for_deliveries_and_ends_every_process(self) -> None:
@@ -247,7 +265,7 @@ class _ProcessesTests:
         worker = await Worker.start(case, always(success()))
         # Every process knows the queue (they read it from the store on a first request).
         case.assertEqual(len(await self.push_many(worker.url(), 30)), 30)
-        await worker.wait_for(30, timeout=20)
+        await self.delivered(worker, 30, timeout=20)
         await self.daemon.api.ok("DELETE", f"/queue/{QUEUE}")
         replies = await gather(
             self.daemon.api.push(CATEGORY, worker.url(), '{"n": %d}' % n) for n in range(30))
