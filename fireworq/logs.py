@@ -14,6 +14,7 @@ from typing import IO, Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     ILogFilterPredicate,
     ILogObserver,
@@ -22,7 +23,7 @@ from twisted.logger import (
     LogLevelFilterPredicate,
     PredicateResult,
     formatEvent,
-    textFileLogObserver,
+    formatEventAsClassicLogText,
 )
 from zope.interface import implementer
 
@@ -188,10 +189,12 @@ class AccessLog:
 
 @implementer(ILogObserver)
 class JsonErrorLogObserver:
-    """The error log as JSON lines, for ``FIREWORQ_ERROR_LOG``."""
+    """The error log as JSON lines, for ``FIREWORQ_ERROR_LOG``; ``process``: this process's
+    number in a node of several (``--processes``), written as the member ``process``."""
 
-    def __init__(self, output: Callable[[], IO[bytes]]) -> None:
+    def __init__(self, output: Callable[[], IO[bytes]], process: int | None = None) -> None:
         self._output = output
+        self._process = process
 
     def __call__(self, event: LogEvent) -> None:
         line: dict[str, Any] = {
@@ -200,6 +203,8 @@ class JsonErrorLogObserver:
             "source": str(event.get("log_namespace", "")),
             "message": formatEvent(event),
         }
+        if self._process is not None:
+            line["process"] = self._process
         failure = event.get("log_failure")
         if failure is not None:
             line["traceback"] = failure.getTraceback()
@@ -227,19 +232,40 @@ class _WithoutPortNoise:
         return _UNDECIDED
 
 
-class ErrorLog:
-    """Owns the error-log destination, so SIGUSR1 can reopen it."""
+def classic_text(process: tuple[int, int] | None) -> Callable[[LogEvent], str | None]:
+    """twistd's text lines (``<time> [<namespace>#<level>] <message>``); in a node of
+    several processes, ``(number, count)`` names the one writing after the brackets, since
+    they all share standard error: ``... [fireworq.service#info] (process 2 of 3) ...``."""
+    if process is None:
+        return formatEventAsClassicLogText
+    label = "(process %d of %d) " % process
 
-    def __init__(self, path: str, level: str) -> None:
+    def labelled(event: LogEvent) -> str | None:
+        text = formatEventAsClassicLogText(event)
+        if not text:
+            return text
+        head, separator, rest = text.partition("] ")
+        return head + separator + label + rest if separator else text
+
+    return labelled
+
+
+class ErrorLog:
+    """Owns the error-log destination, so SIGUSR1 can reopen it. ``process``: this
+    process's number and the count of the node's processes, when there are several."""
+
+    def __init__(self, path: str, level: str, process: tuple[int, int] | None = None) -> None:
         self._path = path
         self._level = LEVELS[level]
+        self._process = process
         self._file: IO[bytes] | None = _open_append(path) if path else None
 
     def observer(self) -> ILogObserver:
         if self._file is not None:
-            base: ILogObserver = JsonErrorLogObserver(self._current)
+            base: ILogObserver = JsonErrorLogObserver(
+                self._current, self._process[0] if self._process is not None else None)
         else:
-            base = textFileLogObserver(_stderr())
+            base = FileLogObserver(_stderr(), classic_text(self._process))
         predicate = LogLevelFilterPredicate(defaultLogLevel=self._level)
         return FilteringLogObserver(base, [predicate, _WithoutPortNoise()])
 

@@ -92,7 +92,6 @@ class FireworqService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self._reactor = reactor
-        self.error_log = ErrorLog(config.error_log, config.error_log_level)
         stdout = stdout_bytes()
         self._queue_writer = LineWriter(reactor, config.queue_log, stdout)
         self._access_writer = LineWriter(reactor, config.access_log, stdout)
@@ -107,6 +106,9 @@ class FireworqService(Service):
                                            self._peers.environment_for)
         else:
             self._peers = PeerLink.from_environment(reactor, os.environ)
+        self.error_log = ErrorLog(
+            config.error_log, config.error_log_level,
+            None if self._peers is None else (self._peers.slot + 1, self._peers.count))
         # The sqlite driver's one lock dispatches every queue in the process holding it: a
         # preference there would leave each new queue undispatched for PREFERENCE_GRACE.
         self.ownership = QueueOwnership(

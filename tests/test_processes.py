@@ -9,17 +9,23 @@ start delivers every acknowledged job, and the in-memory driver refuses the opti
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import signal
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 import mysqltools
+from apptools import utc
 from fireworq.config import load_config, settings
+from fireworq.logs import JsonErrorLogObserver, classic_text
 from fireworq.processes import child_arguments
 from e2e import (
+    LISTENING,
     Daemon,
     Worker,
     alive,
@@ -146,6 +152,17 @@ class _ProcessesTests:
             os.kill(self.daemon.pid, signal.SIGCONT)
         case.assertEqual(len(acknowledged), 30)
         await self.delivered(worker, 30, timeout=20)
+        await self.daemon.stop()
+
+    async def test_each_log_line_names_its_process(self) -> None:
+        """The processes share standard error: each line says which one wrote it
+        (docs/configuration.md, Error log)."""
+        case: Any = self
+        listening = [line for line in self.daemon.stderr(self.daemon.runs).splitlines()
+                     if LISTENING in line]
+        labels = sorted(line.split("] ", 1)[1].split(LISTENING)[0] for line in listening)
+        case.assertEqual(labels, ["(process %d of %d) " % (n, PROCESSES)
+                                  for n in range(1, PROCESSES + 1)])
         await self.daemon.stop()
 
     async def test_graceful_stop_waits_for_deliveries_and_ends_every_process(self) -> None:
@@ -325,6 +342,34 @@ class InMemoryRefusedTests(TestCase):
 
     def test_in_memory_refuses_processes(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._refused())
+
+
+class ProcessLabelTests(SynchronousTestCase):
+    """The error log of a node of several processes names the process of each line."""
+
+    EVENT = {"log_format": "Queue {queue} paused", "queue": "q", "log_level": LogLevel.info,
+             "log_namespace": "fireworq.queues", "log_time": 1796256000.0}
+
+    def setUp(self) -> None:
+        self.addCleanup(utc())
+
+    def test_text_lines_name_the_process_after_the_source(self) -> None:
+        line = classic_text((2, 3))(self.EVENT)
+        self.assertEqual(line, "2026-12-03T00:00:00+0000 [fireworq.queues#info]"
+                               " (process 2 of 3) Queue q paused\n")
+
+    def test_a_single_process_writes_twistds_lines(self) -> None:
+        self.assertEqual(classic_text(None)(self.EVENT),
+                         "2026-12-03T00:00:00+0000 [fireworq.queues#info] Queue q paused\n")
+
+    def test_json_lines_have_a_process_member(self) -> None:
+        for process, expected in ((2, {"process": 2}), (None, {})):
+            output = io.BytesIO()
+            JsonErrorLogObserver(lambda: output, process)(self.EVENT)
+            line = json.loads(output.getvalue())
+            self.assertEqual(line, {"level": "info", "time": line["time"],
+                                    "source": "fireworq.queues", "message": "Queue q paused",
+                                    **expected})
 
 
 class ChildArgumentsTests(SynchronousTestCase):
