@@ -151,7 +151,8 @@ class _ProcessesTests:
         finally:
             os.kill(self.daemon.pid, signal.SIGCONT)
         case.assertEqual(len(acknowledged), 30)
-        await self.delivered(worker, 30, timeout=20)
+        # Without the wake-ups they would wait an hour; 60 s leaves room for a loaded host.
+        await self.delivered(worker, 30, timeout=60)
         await self.daemon.stop()
 
     async def test_each_log_line_names_its_process(self) -> None:
@@ -282,7 +283,7 @@ class _ProcessesTests:
         worker = await Worker.start(case, always(success()))
         # Every process knows the queue (they read it from the store on a first request).
         case.assertEqual(len(await self.push_many(worker.url(), 30)), 30)
-        await self.delivered(worker, 30, timeout=20)
+        await self.delivered(worker, 30, timeout=60)
         await self.daemon.api.ok("DELETE", f"/queue/{QUEUE}")
         replies = await gather(
             self.daemon.api.push(CATEGORY, worker.url(), '{"n": %d}' % n) for n in range(30))
